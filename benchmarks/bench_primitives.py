@@ -1,0 +1,728 @@
+#!/usr/bin/env python3
+"""Side-by-side micro-benchmarks: ``threadkit`` versus the stdlib ``threading``.
+
+Usage::
+
+    python benchmarks/bench_primitives.py                  # full run, 15 rounds
+    python benchmarks/bench_primitives.py --quick          # smoke run (seconds)
+    python benchmarks/bench_primitives.py --only 'lock*'   # select cases (glob)
+    python benchmarks/bench_primitives.py --markdown       # results as a markdown table
+    python benchmarks/bench_primitives.py --self-test      # threading vs threading
+    taskset -c 0 python benchmarks/bench_primitives.py     # pinned, for hand-off cases
+
+Methodology
+-----------
+*Same process, interleaved.*  Both implementations are measured in one process
+run.  Each round runs every case once with ``threading`` and once with
+``threadkit``; which module goes first alternates from round to round.  Slow
+drift (CPU frequency scaling, thermal throttling, other load on the machine,
+heap growth) therefore hits both sides of a pair alike instead of biasing
+whichever implementation happened to be measured second or in a separate run.
+
+*Ratios with spread.*  The headline number is the median over rounds of the
+per-round ratio ``threadkit / stdlib``, computed from the two samples of the
+same round.  Pairing cancels most of the shared noise, so these ratios are much
+tighter than a ratio of two independently noisy medians.  The interquartile
+range (p25-p75) of the per-round ratios is printed next to it: a target is
+reported as "met" when the median ratio is at or below it, and flagged
+"(marginal)" when the IQR straddles the target, i.e. the verdict could flip
+between runs.  The per-operation medians of each side are printed as well.
+
+*Sampling.*  Time is read with ``time.perf_counter``.  Before the rounds, each
+case is calibrated on both modules (this also serves as warm-up) and an
+operation count is chosen so that one sample takes roughly ``--sample-ms``
+(default 50 ms) on average over the two sides; both sides then use the same
+count.  The N-waiter ``Event`` release is one release per sample.  The garbage
+collector is run before, and disabled during, every sample.  Uncontended loops
+are unrolled ten times so the ``for`` loop's own cost is a small share.
+
+*What is timed.*  Threads of the case are ``mod.Thread`` objects and the
+measured primitives come from ``mod``; thread start-up is excluded from every
+case except ``thread_start_join``.  Start gates, readiness barriers and
+completion counters of the harness itself use the stdlib (``threading`` /
+``_thread``) on both sides, so the primitive being measured is the only thing
+that differs between the two sides, and a broken primitive only fails its own
+cases.
+
+*Hand-off cases* (contended Lock, ping-pongs, Barrier, Event release) mostly
+measure how fast one thread can wake another.  Across cores that is dominated
+by the OS scheduler's cross-CPU wake-up latency and by the GIL hand-off, which
+adds a lot of noise; pinning the process to one CPU (``taskset -c 0``) makes
+them measure the library's own hand-off path.  Results also depend on
+``sys.getswitchinterval()`` (left at its default and printed).
+
+*Errors.*  An exception in a case (on either side) marks that case as failed,
+prints the traceback and lets the other cases run; the exit status is 1 if any
+case failed.  A deadlock cannot be recovered in-process: if one sample takes
+longer than ``--timeout`` seconds, ``faulthandler`` dumps all thread stacks and
+exits the process.
+
+``--self-test`` measures ``threading`` against itself: every ratio should come
+out close to 1.0 with an IQR around it, which checks the harness (the "met"
+column is meaningless then).
+"""
+
+from __future__ import annotations
+
+import _thread
+import argparse
+import fnmatch
+import gc
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+perf_counter = time.perf_counter
+
+#: Harness synchronisation always uses the stdlib, whichever module is measured.
+_harness = threading
+
+#: Unroll factor of the uncontended loops.
+_UNROLL = 10
+
+#: Default stack size for the N-waiter case (keeps thousands of threads cheap).
+_WAITER_STACK_SIZE = 256 * 1024
+
+#: Per-sample deadlock guard; set from --timeout.
+_sample_timeout = 60.0
+
+
+# --------------------------------------------------------------------------------------
+# Worker-thread helper
+# --------------------------------------------------------------------------------------
+
+
+class _Workers:
+    """Run ``count`` ``mod.Thread`` threads executing ``target`` and collect their errors.
+
+    ``start()`` returns only once every worker is running (a stdlib barrier), so
+    the thread start-up cost stays outside the timed region.  ``join()`` joins
+    with a timeout and re-raises the first exception a worker raised.
+    """
+
+    def __init__(
+        self,
+        mod: ModuleType,
+        target: Callable[[], object],
+        count: int,
+        *,
+        stack_size: int | None = None,
+    ) -> None:
+        self._mod = mod
+        self._target = target
+        self._count = count
+        self._stack_size = stack_size
+        self._ready = _harness.Barrier(count + 1, timeout=_sample_timeout)
+        self.threads: list[Any] = []
+        self.errors: list[BaseException] = []
+
+    def _run(self) -> None:
+        try:
+            self._ready.wait()
+            self._target()
+        except BaseException as exc:
+            self.errors.append(exc)
+            self._ready.abort()
+
+    def start(self) -> None:
+        old_size = None
+        if self._stack_size is not None:
+            old_size = self._mod.stack_size(self._stack_size)
+        try:
+            for i in range(self._count):
+                thread = self._mod.Thread(target=self._run, name=f"bench-{i}", daemon=True)
+                thread.start()
+                self.threads.append(thread)
+        except BaseException:
+            # Release the threads already started, then report the original error.
+            self._ready.abort()
+            for thread in self.threads:
+                thread.join(_sample_timeout)
+            raise
+        finally:
+            if old_size is not None:
+                self._mod.stack_size(old_size)
+        self._ready.wait()
+
+    def join(self) -> None:
+        deadline = perf_counter() + _sample_timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - perf_counter()))
+            if thread.is_alive():
+                raise TimeoutError(f"worker thread {thread.name} did not finish")
+        if self.errors:
+            raise self.errors[0]
+
+
+# --------------------------------------------------------------------------------------
+# Cases: each takes the module and an operation count n, returns seconds per operation
+# --------------------------------------------------------------------------------------
+
+
+def _time_with_blocks(obj: Any, n: int) -> float:
+    """Seconds per uncontended ``with obj: pass`` (acquire + release), unrolled 10x."""
+    loops = max(1, n // _UNROLL)
+    t0 = perf_counter()
+    for _ in range(loops):
+        with obj:
+            pass
+        with obj:
+            pass
+        with obj:
+            pass
+        with obj:
+            pass
+        with obj:
+            pass
+        with obj:
+            pass
+        with obj:
+            pass
+        with obj:
+            pass
+        with obj:
+            pass
+        with obj:
+            pass
+    return (perf_counter() - t0) / (loops * _UNROLL)
+
+
+def bench_lock(mod: ModuleType, n: int) -> float:
+    """Uncontended ``with lock:`` on a Lock."""
+    return _time_with_blocks(mod.Lock(), n)
+
+
+def bench_rlock(mod: ModuleType, n: int) -> float:
+    """Uncontended ``with rlock:`` on an RLock (not nested)."""
+    return _time_with_blocks(mod.RLock(), n)
+
+
+def bench_semaphore(mod: ModuleType, n: int) -> float:
+    """Uncontended ``with sem:`` on a Semaphore(1)."""
+    return _time_with_blocks(mod.Semaphore(1), n)
+
+
+def bench_bounded_semaphore(mod: ModuleType, n: int) -> float:
+    """Uncontended ``with sem:`` on a BoundedSemaphore(1)."""
+    return _time_with_blocks(mod.BoundedSemaphore(1), n)
+
+
+def _bench_contended_lock(mod: ModuleType, n: int, nthreads: int) -> float:
+    """``nthreads`` threads each doing ``with lock: counter += 1``; seconds per acquisition."""
+    lock = mod.Lock()
+    per_thread = max(1, n // nthreads)
+    total = per_thread * nthreads
+    go = _harness.Event()
+    ends: list[float] = []
+    counter = 0
+
+    def work() -> None:
+        nonlocal counter
+        go.wait()
+        for _ in range(per_thread):
+            with lock:
+                counter += 1
+        ends.append(perf_counter())
+
+    workers = _Workers(mod, work, nthreads)
+    workers.start()
+    t0 = perf_counter()
+    go.set()
+    workers.join()
+    if counter != total:
+        raise AssertionError(f"lost updates: counter={counter}, expected {total}")
+    return (max(ends) - t0) / total
+
+
+def bench_lock_contended_2(mod: ModuleType, n: int) -> float:
+    """Contended Lock, 2 threads."""
+    return _bench_contended_lock(mod, n, 2)
+
+
+def bench_lock_contended_4(mod: ModuleType, n: int) -> float:
+    """Contended Lock, 4 threads."""
+    return _bench_contended_lock(mod, n, 4)
+
+
+def bench_condition_pingpong(mod: ModuleType, n: int) -> float:
+    """Two threads alternate a turn flag under one Condition; seconds per round trip."""
+    cond = mod.Condition()
+    turn = 0  # 0: main's turn, 1: responder's turn
+
+    def responder() -> None:
+        nonlocal turn
+        for _ in range(n):
+            with cond:
+                while turn != 1:
+                    cond.wait()
+                turn = 0
+                cond.notify()
+
+    workers = _Workers(mod, responder, 1)
+    workers.start()
+    t0 = perf_counter()
+    for _ in range(n):
+        with cond:
+            turn = 1
+            cond.notify()
+            while turn != 0:
+                cond.wait()
+    elapsed = perf_counter() - t0
+    workers.join()
+    return elapsed / n
+
+
+def bench_event_pingpong(mod: ModuleType, n: int) -> float:
+    """Two threads bounce two Events (set / wait / clear); seconds per round trip."""
+    ping = mod.Event()
+    pong = mod.Event()
+
+    def responder() -> None:
+        for _ in range(n):
+            ping.wait()
+            ping.clear()
+            pong.set()
+
+    workers = _Workers(mod, responder, 1)
+    workers.start()
+    t0 = perf_counter()
+    for _ in range(n):
+        ping.set()
+        pong.wait()
+        pong.clear()
+    elapsed = perf_counter() - t0
+    workers.join()
+    return elapsed / n
+
+
+def bench_barrier_4(mod: ModuleType, n: int) -> float:
+    """Barrier(4): main + 3 threads call wait() n times; seconds per cycle.
+
+    The first cycle is a start gate and is not timed.
+    """
+    barrier = mod.Barrier(4)
+
+    def party() -> None:
+        for _ in range(n + 1):
+            barrier.wait()
+
+    workers = _Workers(mod, party, 3)
+    workers.start()
+    barrier.wait()
+    t0 = perf_counter()
+    for _ in range(n):
+        barrier.wait()
+    elapsed = perf_counter() - t0
+    workers.join()
+    return elapsed / n
+
+
+def _noop() -> None:
+    pass
+
+
+def bench_thread_start_join(mod: ModuleType, n: int) -> float:
+    """``Thread(target=noop)``, ``start()``, ``join()``; seconds per thread."""
+    thread_cls = mod.Thread
+    t0 = perf_counter()
+    for _ in range(n):
+        thread = thread_cls(target=_noop)
+        thread.start()
+        thread.join()
+    return (perf_counter() - t0) / n
+
+
+def bench_event_release(mod: ModuleType, n: int) -> float:
+    """n threads block in one ``Event.wait()``; seconds from ``set()`` until all passed it.
+
+    Threads are started (with a small stack) and given time to block before the
+    clock starts; the waiter that completes the count takes the end time stamp.
+    """
+    event = mod.Event()
+    count_lock = _thread.allocate_lock()
+    done = _harness.Event()
+    passed = 0
+    t_end = 0.0
+
+    def waiter() -> None:
+        nonlocal passed, t_end
+        event.wait()
+        with count_lock:
+            passed += 1
+            if passed == n:
+                t_end = perf_counter()
+                done.set()
+
+    workers = _Workers(mod, waiter, n, stack_size=_WAITER_STACK_SIZE)
+    workers.start()
+    try:
+        # Every waiter is past the readiness barrier; give them time to block in wait().
+        time.sleep(max(0.05, 20e-6 * n))
+        t0 = perf_counter()
+        event.set()
+        if not done.wait(_sample_timeout):
+            raise TimeoutError(f"only {passed} of {n} waiters passed Event.wait()")
+    finally:
+        event.set()  # never leave waiters blocked, even on error
+        workers.join()
+    return t_end - t0
+
+
+# --------------------------------------------------------------------------------------
+# Case table
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    label: str
+    func: Callable[[ModuleType, int], float]
+    target: float
+    fixed_n: int | None = None  # if set, no calibration: n is fixed, one op per sample
+    min_n: int = 1
+
+
+def build_cases(waiters: int) -> list[Case]:
+    return [
+        Case("lock", "Lock `with` uncontended", bench_lock, 1.5, min_n=_UNROLL),
+        Case("rlock", "RLock `with` uncontended", bench_rlock, 1.5, min_n=_UNROLL),
+        Case("semaphore", "Semaphore `with` uncontended", bench_semaphore, 0.5, min_n=_UNROLL),
+        Case(
+            "bounded_semaphore",
+            "BoundedSemaphore `with` uncontended",
+            bench_bounded_semaphore,
+            0.5,
+            min_n=_UNROLL,
+        ),
+        Case("lock_contended_2", "Lock contended, 2 threads /acq", bench_lock_contended_2, 1.5,
+             min_n=2),
+        Case("lock_contended_4", "Lock contended, 4 threads /acq", bench_lock_contended_4, 1.5,
+             min_n=4),
+        Case("condition_pingpong", "Condition ping-pong /round trip", bench_condition_pingpong,
+             1.0),
+        Case("event_pingpong", "Event ping-pong /round trip", bench_event_pingpong, 1.0),
+        Case("barrier_4", "Barrier(4) /cycle", bench_barrier_4, 1.0),
+        Case("thread_start_join", "Thread start+join /thread", bench_thread_start_join, 1.0),
+        Case("event_release", f"Event.set() releasing {waiters} waiters", bench_event_release,
+             0.5, fixed_n=waiters),
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# Runner
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    case: Case
+    n: int = 0
+    std: list[float] = field(default_factory=list)
+    tk: list[float] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+    error: str | None = None
+
+
+def run_sample(case: Case, mod: ModuleType, n: int) -> float:
+    """One timed sample with the GC quiesced and a deadlock guard armed."""
+    import faulthandler
+
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    faulthandler.dump_traceback_later(_sample_timeout, exit=True)
+    try:
+        seconds = case.func(mod, n)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        if gc_was_enabled:
+            gc.enable()
+    if not seconds > 0.0:
+        raise RuntimeError(f"non-positive time per op: {seconds!r}")
+    return seconds
+
+
+def estimate_per_op(case: Case, mod: ModuleType, calib_s: float) -> float:
+    """Grow n until one sample lasts at least ``calib_s``; return seconds per op."""
+    n = case.min_n
+    while True:
+        per_op = run_sample(case, mod, n)
+        spent = per_op * n
+        if spent >= calib_s or n >= 10**9:
+            return per_op
+        grow = calib_s * 1.2 / spent
+        n = int(n * min(100.0, max(2.0, grow)))
+
+
+def calibrate(
+    case: Case, sides: Sequence[tuple[str, ModuleType]], sample_s: float
+) -> tuple[int, str | None]:
+    """Return (n, error): n ops make one sample last ~sample_s, averaged over both sides."""
+    if case.fixed_n is not None:
+        return case.fixed_n, None
+    per_ops = []
+    for side, mod in sides:
+        try:
+            per_ops.append(estimate_per_op(case, mod, sample_s / 4))
+        except Exception as exc:
+            _report_exception(case.name, f"{side}, calibration", exc)
+            return 0, _describe_error(f"{side} (calibration)", exc)
+    n = round(sample_s / statistics.fmean(per_ops))
+    return max(case.min_n, n), None
+
+
+def _describe_error(side: str, exc: BaseException) -> str:
+    return f"{side}: {type(exc).__name__}: {exc}"
+
+
+def run(
+    cases: Sequence[Case],
+    std_mod: ModuleType,
+    tk_mod: ModuleType,
+    rounds: int,
+    sample_s: float,
+    tk_label: str,
+) -> list[Result]:
+    results = [Result(case) for case in cases]
+    sides = (("stdlib", std_mod), (tk_label, tk_mod))
+
+    for res in results:
+        _progress(f"calibrating {res.case.name}")
+        res.n, res.error = calibrate(res.case, sides, sample_s)
+
+    for rnd in range(rounds):
+        _progress(f"round {rnd + 1}/{rounds}")
+        order = sides if rnd % 2 == 0 else sides[::-1]
+        for res in results:
+            if res.error is not None:
+                continue
+            samples: dict[str, float] = {}
+            for side, mod in order:
+                try:
+                    samples[side] = run_sample(res.case, mod, res.n)
+                except Exception as exc:
+                    res.error = _describe_error(side, exc)
+                    _report_exception(res.case.name, side, exc)
+                    break
+            if res.error is not None:
+                continue
+            std, tk = samples["stdlib"], samples[tk_label]
+            res.std.append(std)
+            res.tk.append(tk)
+            res.ratios.append(tk / std)
+    return results
+
+
+def _progress(msg: str) -> None:
+    print(f"  .. {msg}", file=sys.stderr, flush=True)
+
+
+def _report_exception(case: str, side: str, exc: BaseException) -> None:
+    print(f"\n!! case {case!r} failed ({side}):", file=sys.stderr)
+    traceback.print_exception(exc, file=sys.stderr)
+    sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------
+
+
+def fmt_time(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    p25, p50, p75 = statistics.quantiles(values, n=4, method="inclusive")
+    return p25, p50, p75
+
+
+def summarize(res: Result) -> list[str]:
+    """Table row cells for one result."""
+    case = res.case
+    target = f"<= {case.target:g}"
+    if res.error is not None or not res.ratios:
+        std = fmt_time(statistics.median(res.std)) if res.std else "-"
+        return [case.name, case.label, std, "-", "-", "-", target, "ERROR"]
+    p25, med, p75 = quartiles(res.ratios)
+    met = med <= case.target
+    verdict = "yes" if met else "no"
+    if p25 <= case.target < p75:
+        verdict += " (marginal)"
+    return [
+        case.name,
+        case.label,
+        fmt_time(statistics.median(res.std)),
+        fmt_time(statistics.median(res.tk)),
+        f"{med:.2f}",
+        f"{p25:.2f}-{p75:.2f}",
+        target,
+        verdict,
+    ]
+
+
+def render(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |"]
+        lines.append("|" + "|".join("---" if i < 2 or i == len(headers) - 1 else "---:"
+                               for i in range(len(headers))) + "|")
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i < 2 or i == len(cells) - 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def print_header(args: argparse.Namespace, tk_mod: ModuleType, rounds: int) -> None:
+    impl = platform.python_implementation()
+    print(f"Python {platform.python_version()} ({impl}) on {platform.platform()}")
+    gil = ""
+    if hasattr(sys, "_is_gil_enabled"):
+        gil = f", GIL {'enabled' if sys._is_gil_enabled() else 'disabled'}"
+    affinity = ""
+    if hasattr(os, "sched_getaffinity"):
+        affinity = f", affinity {sorted(os.sched_getaffinity(0))}"
+    print(
+        f"{os.cpu_count()} CPUs{affinity}, "
+        f"switchinterval {sys.getswitchinterval() * 1e3:g} ms{gil}"
+    )
+    if args.self_test:
+        print("SELF-TEST: threading measured against itself; ratios should be ~1.0, "
+              "the 'met' column is meaningless.")
+    else:
+        version = getattr(tk_mod, "__version__", "?")
+        print(f"threadkit {version} from {getattr(tk_mod, '__file__', None) or tk_mod.__path__}")
+    print(
+        f"{rounds} rounds, interleaved (order alternates each round), "
+        f"~{args.sample_ms:g} ms per sample, {args.waiters} waiters in event_release"
+    )
+    print(
+        "Note: hand-off cases (contended Lock, ping-pongs, Barrier, Event release) are "
+        "dominated by cross-CPU wake-up latency;\n      for stable numbers pin the run to one "
+        "CPU: taskset -c 0 python benchmarks/bench_primitives.py"
+    )
+    print()
+
+
+# --------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------
+
+_REQUIRED_API = (
+    "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier",
+    "Thread", "stack_size",
+)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark threadkit against threading, interleaved in one process.",
+    )
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="number of interleaved rounds (default 15, 3 with --quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help="fast smoke run: 3 rounds, ~5 ms samples, 500 waiters")
+    parser.add_argument("--only", action="append", default=[], metavar="NAME",
+                        help="run only matching cases (glob, comma-separated, repeatable)")
+    parser.add_argument("--list", action="store_true", help="list case names and exit")
+    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    parser.add_argument("--self-test", action="store_true",
+                        help="measure threading against itself (ratios should be ~1.0)")
+    parser.add_argument("--sample-ms", type=float, default=None,
+                        help="target duration of one sample (default 50, 5 with --quick)")
+    parser.add_argument("--waiters", type=int, default=None,
+                        help="threads in the event_release case (default 5000, 500 with --quick)")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds before a stuck sample aborts the run (default 60)")
+    args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 3 if args.quick else 15
+    if args.sample_ms is None:
+        args.sample_ms = 5.0 if args.quick else 50.0
+    if args.waiters is None:
+        args.waiters = 500 if args.quick else 5000
+    if args.rounds < 1 or args.sample_ms <= 0 or args.waiters < 1 or args.timeout <= 0:
+        parser.error("--rounds, --sample-ms, --waiters and --timeout must be positive")
+    return args
+
+
+def select_cases(cases: list[Case], patterns: list[str]) -> list[Case]:
+    globs = [p.strip() for arg in patterns for p in arg.split(",") if p.strip()]
+    if not globs:
+        return cases
+    unknown = [g for g in globs if not any(fnmatch.fnmatchcase(c.name, g) for c in cases)]
+    if unknown:
+        names = ", ".join(c.name for c in cases)
+        raise SystemExit(f"error: no case matches {', '.join(unknown)} (cases: {names})")
+    return [c for c in cases if any(fnmatch.fnmatchcase(c.name, g) for g in globs)]
+
+
+def load_threadkit(self_test: bool) -> tuple[ModuleType, str]:
+    if self_test:
+        return threading, "stdlib(self)"
+    try:
+        import threadkit
+    except ImportError as exc:
+        raise SystemExit(
+            f"error: cannot import threadkit ({exc}); install it (pip install -e .) or run "
+            "with PYTHONPATH=src, or use --self-test"
+        ) from exc
+    missing = [name for name in _REQUIRED_API if not hasattr(threadkit, name)]
+    if missing:
+        print(f"warning: threadkit lacks {', '.join(missing)}; affected cases will fail",
+              file=sys.stderr)
+    return threadkit, "threadkit"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    global _sample_timeout
+    args = parse_args(argv)
+    _sample_timeout = args.timeout
+    cases = build_cases(args.waiters)
+    if args.list:
+        for case in cases:
+            print(f"{case.name:20} {case.label}  (target ratio <= {case.target:g})")
+        return 0
+    cases = select_cases(cases, args.only)
+    tk_mod, tk_label = load_threadkit(args.self_test)
+
+    print_header(args, tk_mod, args.rounds)
+    results = run(cases, threading, tk_mod, args.rounds, args.sample_ms / 1e3, tk_label)
+
+    headers = ["case", "operation", "stdlib/op", f"{tk_label}/op",
+               "ratio", "IQR p25-p75", "target", "met"]
+    print(render(headers, [summarize(r) for r in results], args.markdown))
+
+    failed = [r for r in results if r.error is not None]
+    if failed:
+        print()
+        for res in failed:
+            print(f"ERROR {res.case.name}: {res.error}")
+    counts = ", ".join(f"{r.case.name}={r.n}" for r in results if r.error is None)
+    if counts:
+        print(f"\nops per sample: {counts}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

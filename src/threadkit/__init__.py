@@ -1,0 +1,87 @@
+"""threadkit: Python's ``threading``, rebuilt on one parking core.
+
+``import threadkit as threading`` runs existing threaded code unchanged: every public
+name of CPython 3.13's ``threading`` is here with the same signature, semantics and
+errors. On top of that, a thread keeps its outcome: ``Thread.result()`` returns the
+target's return value or raises its exception.
+"""
+
+from __future__ import annotations
+
+from _thread import TIMEOUT_MAX
+from _thread import error as ThreadError  # noqa: N812 - threading's own name for it
+
+from ._sync import (
+    Barrier,
+    BoundedSemaphore,
+    BrokenBarrierError,
+    Condition,
+    Event,
+    Lock,
+    RLock,
+    Semaphore,
+)
+from ._threads import (
+    ExceptHookArgs,
+    Thread,
+    Timer,
+    __excepthook__,
+    _register_atexit,
+    _shutdown,
+    active_count,
+    activeCount,
+    current_thread,
+    currentThread,
+    enumerate,
+    excepthook,
+    get_ident,
+    get_native_id,
+    getprofile,
+    gettrace,
+    local,
+    main_thread,
+    setprofile,
+    setprofile_all_threads,
+    settrace,
+    settrace_all_threads,
+    stack_size,
+)
+
+__version__ = "0.1.0.dev0"
+
+# threading.__all__ of CPython 3.13, in its order; the camelCase aliases are
+# importable but, as in threading, not part of ``import *``.
+__all__ = [
+    "get_ident",
+    "active_count",
+    "Condition",
+    "current_thread",
+    "enumerate",
+    "main_thread",
+    "TIMEOUT_MAX",
+    "Event",
+    "Lock",
+    "RLock",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Thread",
+    "Barrier",
+    "BrokenBarrierError",
+    "Timer",
+    "ThreadError",
+    "ExceptHookArgs",
+    "setprofile",
+    "settrace",
+    "local",
+    "stack_size",
+    "excepthook",
+    "get_native_id",
+    "getprofile",
+    "gettrace",
+    "setprofile_all_threads",
+    "settrace_all_threads",
+]
+
+# Names the interpreter and the standard library reach for when threadkit stands in
+# for ``threading`` in ``sys.modules`` (exit handling, concurrent.futures).
+_private_api = (_register_atexit, _shutdown, __excepthook__, activeCount, currentThread)

@@ -1,0 +1,81 @@
+"""threadkit's core: parker, wait queue and thread registry.
+
+Everything in threadkit that blocks ends in ``WaitQueue.park``; everything above this
+package uses only the names exported here. This package imports nothing above it.
+"""
+
+from __future__ import annotations
+
+from ._registry import (
+    ThreadRecord,
+    current_record,
+    record_for,
+    records,
+    register_current,
+    reset_after_fork,
+    set_namer,
+    thread_label,
+    unregister_current,
+)
+from ._waitqueue import (
+    ABANDONED,
+    SIGNALLED,
+    TIMED_OUT,
+    WAITING,
+    WaitQueue,
+    Waiter,
+    WaitState,
+    deadline_after,
+    wake,
+)
+
+__all__ = [
+    "ABANDONED",
+    "SIGNALLED",
+    "TIMED_OUT",
+    "WAITING",
+    "ThreadRecord",
+    "WaitQueue",
+    "WaitState",
+    "Waiter",
+    "after_fork_in_child",
+    "current_record",
+    "deadline_after",
+    "record_for",
+    "records",
+    "register_current",
+    "set_namer",
+    "thread_label",
+    "unregister_current",
+    "waiting_on",
+    "wake",
+]
+
+
+def waiting_on(resource: object) -> list[ThreadRecord]:
+    """Return the records of the threads parked on ``resource`` right now."""
+    found = []
+    for rec in records():
+        node = rec.waiting
+        if node is not None and node.resource is resource and node.state is WAITING:
+            found.append(rec)
+    return found
+
+
+def after_fork_in_child() -> None:
+    """Make the core consistent in a forked child.
+
+    Only the forking thread survives a fork. Every other thread's record is dropped,
+    and a node it left parked in a wait queue is taken out, so that a later wake-up is
+    not spent on a thread that no longer exists. Such a queue's mutex may have been
+    held by a vanished thread at the instant of the fork; it is replaced first.
+    """
+    for rec in reset_after_fork():
+        node = rec.waiting
+        if node is None:
+            continue
+        queue = node.queue
+        if queue.mutex.locked():
+            queue.mutex._at_fork_reinit()
+        with queue.mutex:
+            queue.forget_locked(node)

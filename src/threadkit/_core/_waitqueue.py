@@ -1,0 +1,257 @@
+"""The wait queue: the one place in threadkit where a thread blocks.
+
+The idea
+--------
+This is trio's ``ParkingLot`` made thread-safe, with the waiter-status discipline of
+Java's ``AbstractQueuedSynchronizer``. A ``WaitQueue`` is a FIFO of ``Waiter`` nodes
+under a small mutex. A thread that must wait appends a node (under the mutex), drops
+the mutex, and parks on its own parker until the node leaves ``WAITING``. Primitives
+(Lock, Condition, Event, ...) keep their own state and decide *when* to wait and *whom*
+to wake; the queue only guarantees the waiting is right.
+
+One winner per wait
+-------------------
+A node's state moves exactly once, under the queue's mutex, from ``WAITING`` to one of
+``SIGNALLED``, ``TIMED_OUT`` or ``ABANDONED`` (the waiter left because an exception,
+such as KeyboardInterrupt, interrupted it). Whoever makes the move owns the outcome:
+
+1. A waker pops the node and marks it ``SIGNALLED`` under the mutex, then unparks the
+   waiter *after* dropping the mutex (so the woken thread never meets a held mutex).
+2. A waiter whose deadline passes takes the mutex. If its node is still ``WAITING``
+   it marks it ``TIMED_OUT`` and removes it: no waker can pick it any more. If the
+   node is already ``SIGNALLED``, the signal won the race and the wait succeeded.
+3. A waiter interrupted by an exception takes the mutex. If its node is still
+   ``WAITING`` it becomes ``ABANDONED``. If it was already ``SIGNALLED``, the signal
+   was meant for a thread that will not use it, so the primitive's ``pass_on``
+   callback hands it to the next waiter: a notify, a release or a permit is never
+   lost to a waiter that gave up.
+
+Because a signal only ever picks a node that is still ``WAITING``, a signal cannot be
+swallowed by a waiter that already timed out: that waiter removed itself first, so the
+signal goes to the next one in line.
+
+The mutex
+---------
+A queue owns a mutex, or shares the one its primitive already uses to guard its own
+state (Semaphore, Event, Barrier): then "check the state, then enqueue" and "change
+the state, then pick a waiter" are each one critical section, and no wake-up can fall
+between them. The mutex is a ``_thread`` lock, held only for a few bytecodes and never
+while blocking or calling user code, so taking it never parks.
+
+Rejected alternatives: one ``_thread`` lock per waiter as ``threading.Condition`` uses
+(an allocation per wait and no single place to observe waiters); lazy removal of
+timed-out nodes (a loop of ``Event.wait(0.01)`` would grow the queue without bound).
+"""
+
+from __future__ import annotations
+
+import _thread
+import enum
+from collections import deque
+from collections.abc import Callable
+from time import monotonic
+from typing import Any
+
+from ._registry import ThreadRecord
+
+__all__ = ["WaitQueue", "WaitState", "Waiter", "wake"]
+
+TIMEOUT_MAX: float = _thread.TIMEOUT_MAX
+
+
+class WaitState(enum.Enum):
+    """Where a ``Waiter`` is in its one-way life."""
+
+    WAITING = "waiting"
+    SIGNALLED = "signalled"
+    TIMED_OUT = "timed out"
+    ABANDONED = "abandoned"
+
+
+WAITING = WaitState.WAITING
+SIGNALLED = WaitState.SIGNALLED
+TIMED_OUT = WaitState.TIMED_OUT
+ABANDONED = WaitState.ABANDONED
+
+
+class Waiter:
+    """One thread's wait on one queue. ``state`` is written under the queue's mutex."""
+
+    __slots__ = ("record", "queue", "state", "resource", "operation", "data")
+
+    def __init__(
+        self, record: ThreadRecord, queue: WaitQueue, resource: object, operation: str
+    ) -> None:
+        self.record = record
+        #: The queue this node is (or was) in.
+        self.queue = queue
+        self.state = WAITING
+        #: What the thread waits on and how, for diagnostics ("acquire", "wait", ...).
+        self.resource = resource
+        self.operation = operation
+        #: A value the waker hands to the waiter with the signal (e.g. a Barrier index).
+        self.data: Any = None
+
+    def __repr__(self) -> str:
+        return f"<Waiter {self.record.ident} {self.operation} {self.state.value}>"
+
+
+def wake(nodes: list[Waiter]) -> None:
+    """Unpark the threads of ``nodes``, already marked SIGNALLED by the caller."""
+    for node in nodes:
+        try:
+            node.record.parker.release()
+        except RuntimeError:
+            pass  # it already had a permit
+
+
+class WaitQueue:
+    """A thread-safe FIFO of parked threads with exactly one outcome per wait."""
+
+    __slots__ = ("mutex", "waiters", "__weakref__")
+
+    def __init__(self, mutex: Any = None) -> None:
+        #: Guards ``waiters`` and every node's ``state``. May be the primitive's own.
+        self.mutex = _thread.allocate_lock() if mutex is None else mutex
+        #: Nodes in arrival order; only WAITING nodes are ever in it.
+        self.waiters: deque[Waiter] = deque()
+
+    def __len__(self) -> int:
+        return len(self.waiters)
+
+    # -- enqueueing ---------------------------------------------------------------------
+    def add_locked(self, record: ThreadRecord, resource: object, operation: str) -> Waiter:
+        """Append a WAITING node for ``record``; the caller holds ``mutex``."""
+        node = Waiter(record, self, resource, operation)
+        self.waiters.append(node)
+        record.waiting = node
+        return node
+
+    def add(self, record: ThreadRecord, resource: object, operation: str) -> Waiter:
+        """Append a WAITING node for ``record``, taking ``mutex``."""
+        node = Waiter(record, self, resource, operation)
+        with self.mutex:
+            self.waiters.append(node)
+        record.waiting = node
+        return node
+
+    # -- waking -------------------------------------------------------------------------
+    def take_locked(self, n: int = 1) -> list[Waiter]:
+        """Mark up to ``n`` oldest waiters SIGNALLED and return them; caller holds mutex.
+
+        The caller must pass the result to ``wake`` after dropping the mutex.
+        """
+        waiters = self.waiters
+        taken = []
+        while waiters and n > 0:
+            node = waiters.popleft()
+            node.state = SIGNALLED
+            taken.append(node)
+            n -= 1
+        return taken
+
+    def take_all_locked(self) -> list[Waiter]:
+        """Mark every waiter SIGNALLED and return them; the caller holds ``mutex``."""
+        taken = list(self.waiters)
+        self.waiters.clear()
+        for node in taken:
+            node.state = SIGNALLED
+        return taken
+
+    def unpark(self, n: int = 1) -> int:
+        """Wake up to ``n`` waiters in FIFO order; return how many were woken."""
+        with self.mutex:
+            taken = self.take_locked(n)
+        wake(taken)
+        return len(taken)
+
+    def unpark_all(self) -> int:
+        """Wake every waiter; return how many were woken."""
+        with self.mutex:
+            taken = self.take_all_locked()
+        wake(taken)
+        return len(taken)
+
+    # -- parking ------------------------------------------------------------------------
+    def park(
+        self,
+        node: Waiter,
+        deadline: float | None,
+        pass_on: Callable[[], object] | None = None,
+    ) -> WaitState:
+        """Block until ``node`` is signalled or ``deadline`` (monotonic) passes.
+
+        Returns the node's final state, SIGNALLED or TIMED_OUT. If an exception
+        (KeyboardInterrupt) interrupts the wait, the node is resolved before the
+        exception propagates: taken out of the queue if still waiting, or, if a
+        signal had already reached it, handed on through ``pass_on``.
+        """
+        parker = node.record.parker
+        try:
+            if deadline is None:
+                while node.state is WAITING:
+                    parker.acquire()
+            else:
+                while node.state is WAITING:
+                    remaining = deadline - monotonic()
+                    if remaining <= 0:
+                        with self.mutex:
+                            if node.state is WAITING:
+                                self.waiters.remove(node)
+                                node.state = TIMED_OUT
+                        break
+                    parker.acquire(True, min(remaining, TIMEOUT_MAX))
+        except BaseException:
+            self.abandon(node, pass_on)
+            raise
+        finally:
+            node.record.waiting = None
+        return node.state
+
+    def abandon(self, node: Waiter, pass_on: Callable[[], object] | None = None) -> bool:
+        """Withdraw ``node`` from the queue; return True if it had been signalled.
+
+        A signalled node's signal is handed on through ``pass_on`` (by default, to the
+        next waiter) so that it is not lost.
+        """
+        with self.mutex:
+            if node.state is WAITING:
+                self.waiters.remove(node)
+                node.state = ABANDONED
+                signalled = False
+            else:
+                signalled = node.state is SIGNALLED
+        node.record.waiting = None
+        if signalled:
+            if pass_on is None:
+                self.unpark(1)
+            else:
+                pass_on()
+        return signalled
+
+    def withdraw_locked(self, node: Waiter) -> bool:
+        """Take a WAITING ``node`` out; return False if it was already signalled.
+
+        The caller holds ``mutex`` and owns whatever a signal carried.
+        """
+        node.record.waiting = None
+        if node.state is WAITING:
+            self.waiters.remove(node)
+            node.state = ABANDONED
+            return True
+        return False
+
+    def forget_locked(self, node: Waiter) -> None:
+        """Remove a node of a thread that no longer exists (after fork); holds mutex."""
+        try:
+            self.waiters.remove(node)
+        except ValueError:
+            pass
+        node.state = ABANDONED
+
+
+def deadline_after(timeout: float | None) -> float | None:
+    """Return the monotonic deadline ``timeout`` seconds from now (None: no deadline)."""
+    if timeout is None:
+        return None
+    return monotonic() + timeout

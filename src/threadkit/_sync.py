@@ -1,0 +1,706 @@
+"""Lock, RLock, Condition, Semaphore, BoundedSemaphore, Event and Barrier on the core.
+
+Each primitive keeps its own small state and, when a thread must wait, parks it in a
+``WaitQueue`` from ``_core``; nothing here blocks any other way. The uncontended paths
+touch only C primitives: ``Lock`` and ``RLock`` keep their state in a ``_thread`` lock
+and enter the wait queue only when a non-blocking attempt fails.
+
+Fairness, stated per primitive:
+
+* ``Lock``, ``RLock``: none, as in ``threading``. A release wakes the longest waiter,
+  but a thread arriving meanwhile may take the lock first (barging); the woken waiter
+  then parks again. Barging keeps contended throughput close to the C lock's.
+* ``Condition``: ``notify`` wakes the waiters that have waited longest (FIFO).
+* ``Semaphore``: strict FIFO. A release hands its permit straight to the longest
+  waiter, so a stream of newcomers cannot starve a parked thread.
+* ``Event``, ``Barrier``: wake everyone at once; no shared lock to fight over after.
+"""
+
+from __future__ import annotations
+
+import _thread
+import re
+import warnings
+from collections.abc import Callable
+from time import monotonic
+from types import TracebackType
+from typing import Any, Protocol
+
+from ._core import (
+    SIGNALLED,
+    TIMED_OUT,
+    WaitQueue,
+    current_record,
+    deadline_after,
+    thread_label,
+    wake,
+)
+
+__all__ = [
+    "Barrier",
+    "BoundedSemaphore",
+    "BrokenBarrierError",
+    "Condition",
+    "Event",
+    "Lock",
+    "RLock",
+    "Semaphore",
+]
+
+_allocate_lock = _thread.allocate_lock
+_get_ident = _thread.get_ident
+
+
+def _waiting_suffix(count: int) -> str:
+    return f", {count} waiting" if count else ""
+
+
+def _validate_acquire(blocking: bool, timeout: float) -> None:
+    """Raise exactly what ``_thread.lock.acquire`` raises for these arguments.
+
+    A fresh, unlocked C lock is asked to acquire with the caller's arguments: bad ones
+    raise CPython's own error (type, message and all); good ones succeed at once
+    without blocking, and the lock is thrown away.
+    """
+    _allocate_lock().acquire(blocking, timeout)
+
+
+def _noop() -> None:
+    pass
+
+
+class _LockBase:
+    """The contended path shared by Lock and RLock: park until the C lock is ours."""
+
+    __slots__ = ("_lock", "_queue", "_waiters", "__weakref__")
+
+    _lock: Any
+
+    def _acquire_slow(self, blocking: bool, timeout: float) -> bool:
+        _validate_acquire(blocking, timeout)
+        try_acquire = self._lock.acquire
+        if try_acquire(False):
+            return True
+        if not blocking:
+            return False
+        deadline = None if timeout == -1 else monotonic() + timeout
+        queue = self._queue
+        rec = current_record()
+        while True:
+            # Enqueue first, then try: a release that lands between a failed try and
+            # the enqueue would otherwise find nobody to wake (a lost wake-up).
+            node = queue.add(rec, self, "acquire")
+            if try_acquire(False):
+                with queue.mutex:
+                    queue.withdraw_locked(node)
+                # A signal that reached the node meant "the lock is free"; we took it.
+                return True
+            if queue.park(node, deadline) is TIMED_OUT:
+                return bool(try_acquire(False))
+            # Signalled: the lock was released. Another thread may have barged in
+            # first, in which case the loop parks again.
+
+    def _wake_next(self) -> None:
+        self._queue.unpark(1)
+
+
+class Lock(_LockBase):
+    """A primitive lock, as ``threading.Lock``; any thread may release it.
+
+    Fairness: none (barging allowed), like ``threading.Lock``.
+    """
+
+    __slots__ = ("_owner",)
+
+    def __init__(self) -> None:
+        self._lock = _allocate_lock()
+        #: Ident of the thread that acquired the lock last; for diagnostics only.
+        self._owner: int | None = None
+        self._queue = WaitQueue()
+        self._waiters = self._queue.waiters
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Acquire the lock; return True if acquired, False if not.
+
+        Blocks until the lock is free unless ``blocking`` is false; with ``timeout``
+        (seconds, -1 for none) returns False once it expires. Raises ValueError or
+        OverflowError for bad arguments, exactly as ``threading.Lock`` does. If the
+        wait is interrupted (KeyboardInterrupt), the lock is not held and the
+        thread's place in the queue is given up.
+        """
+        if timeout == -1 and self._lock.acquire(False):
+            self._owner = _get_ident()
+            return True
+        if self._acquire_slow(blocking, timeout):
+            self._owner = _get_ident()
+            return True
+        return False
+
+    __enter__ = acquire
+
+    def release(self) -> None:
+        """Release the lock, which any thread may do; RuntimeError if it is unlocked."""
+        self._owner = None
+        self._lock.release()
+        if self._waiters:
+            self._queue.unpark(1)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._owner = None
+        self._lock.release()
+        if self._waiters:
+            self._queue.unpark(1)
+
+    def locked(self) -> bool:
+        """Return True if the lock is held."""
+        return bool(self._lock.locked())
+
+    # The Condition protocol: a plain lock is "owned" whenever it is held.
+    def _release_save(self) -> None:
+        self.release()
+
+    def _acquire_restore(self, _state: object) -> None:
+        self.acquire()
+
+    def _is_owned(self) -> bool:
+        return bool(self._lock.locked())
+
+    def _at_fork_reinit(self) -> None:
+        self._lock._at_fork_reinit()
+        self._owner = None
+        self._queue.mutex._at_fork_reinit()
+        self._waiters.clear()
+
+    def _holder(self) -> int | None:
+        """Ident of the holder, for diagnostics (None when unlocked)."""
+        return self._owner if self._lock.locked() else None
+
+    def __repr__(self) -> str:
+        if self._lock.locked():
+            state = f"locked by {thread_label(self._owner)}"
+        else:
+            state = "unlocked"
+        return f"<threadkit.Lock {state}{_waiting_suffix(len(self._waiters))}>"
+
+
+_RLOCK_REPR = re.compile(r"owner=(\d+) count=(\d+)")
+
+
+class RLock(_LockBase):
+    """A reentrant lock, as ``threading.RLock``; only its owner may release it.
+
+    Fairness: none (barging allowed), like ``threading.RLock``.
+    """
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        # The C RLock keeps owner and count, so the uncontended path runs in C.
+        self._lock = _thread.RLock()
+        self._queue = WaitQueue()
+        self._waiters = self._queue.waiters
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Acquire the lock, or add one level if the caller owns it already.
+
+        Returns True if acquired, False if ``blocking`` is false or ``timeout``
+        (seconds, -1 for none) expired first. Bad arguments raise what
+        ``threading.RLock`` raises. If the wait is interrupted (KeyboardInterrupt),
+        the lock is not held and the recursion count is unchanged.
+        """
+        if timeout == -1 and self._lock.acquire(False):
+            return True
+        return self._acquire_slow(blocking, timeout)
+
+    __enter__ = acquire
+
+    def release(self) -> None:
+        """Drop one level; RuntimeError if the caller does not own the lock."""
+        self._lock.release()
+        if self._waiters and not self._lock._is_owned():
+            self._queue.unpark(1)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._lock.release()
+        if self._waiters and not self._lock._is_owned():
+            self._queue.unpark(1)
+
+    def _is_owned(self) -> bool:
+        return bool(self._lock._is_owned())
+
+    def _release_save(self) -> tuple[int, int]:
+        state: tuple[int, int] = self._lock._release_save()
+        if self._waiters:
+            self._queue.unpark(1)
+        return state
+
+    def _acquire_restore(self, state: tuple[int, int]) -> None:
+        count = state[0]
+        if not (self._lock.acquire(False) or self._acquire_slow(True, -1)):
+            raise RuntimeError("could not restore the lock")  # pragma: no cover
+        for _ in range(count - 1):
+            self._lock.acquire(False)
+
+    def _recursion_count(self) -> int:
+        """Return how many times the calling thread holds the lock (0 if it does not)."""
+        if not self._lock._is_owned():
+            return 0
+        return self._parse()[1]
+
+    def _at_fork_reinit(self) -> None:
+        self._lock._at_fork_reinit()
+        self._queue.mutex._at_fork_reinit()
+        self._waiters.clear()
+
+    def _parse(self) -> tuple[int | None, int]:
+        match = _RLOCK_REPR.search(repr(self._lock))
+        if match is None:  # pragma: no cover - CPython has used this repr since 3.2
+            return None, 0
+        owner, count = int(match.group(1)), int(match.group(2))
+        return (owner or None), count
+
+    def _holder(self) -> int | None:
+        """Ident of the owner, for diagnostics (None when unlocked)."""
+        owner, count = self._parse()
+        return owner if count else None
+
+    def __repr__(self) -> str:
+        owner, count = self._parse()
+        if count:
+            state = f"locked by {thread_label(owner)}, count {count}"
+        else:
+            state = "unlocked"
+        return f"<threadkit.RLock {state}{_waiting_suffix(len(self._waiters))}>"
+
+
+class _LockLike(Protocol):
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+    def release(self) -> None: ...
+
+
+class Condition:
+    """A condition variable over a lock (ours or the stdlib's), as ``threading.Condition``.
+
+    Fairness: ``notify`` wakes the longest-waiting threads first (FIFO).
+    """
+
+    def __init__(self, lock: Any = None) -> None:
+        if lock is None:
+            lock = RLock()
+        self._lock = lock
+        self.acquire: Callable[..., bool] = lock.acquire
+        self.release: Callable[[], None] = lock.release
+        # Take the lock's own protocol when it has one (our locks and the stdlib's
+        # RLock do); otherwise fall back to the plain-lock methods below.
+        for name in ("_release_save", "_acquire_restore", "_is_owned"):
+            method = getattr(lock, name, None)
+            if method is not None:
+                setattr(self, name, method)
+        self._queue = WaitQueue()
+        self._waiters = self._queue.waiters
+
+    def __enter__(self) -> bool:
+        return bool(self._lock.__enter__())
+
+    def __exit__(self, *args: object) -> Any:
+        return self._lock.__exit__(*args)
+
+    def __repr__(self) -> str:
+        return f"<threadkit.Condition({self._lock!r}){_waiting_suffix(len(self._waiters))}>"
+
+    def _release_save(self) -> Any:
+        self._lock.release()
+
+    def _acquire_restore(self, _state: Any) -> None:
+        self._lock.acquire()
+
+    def _is_owned(self) -> bool:
+        # A plain lock cannot say who holds it: "held at all" is the best answer.
+        if self._lock.acquire(False):
+            self._lock.release()
+            return False
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Release the lock, wait for a notify or ``timeout``, then take the lock back.
+
+        Returns True if notified, False if ``timeout`` (seconds) expired. Raises
+        RuntimeError if the caller does not hold the lock. Whatever ends the wait,
+        including an exception, the lock is held again before ``wait`` returns or
+        raises; a notify that reached a waiter interrupted by an exception is passed
+        to the next waiter.
+        """
+        if not self._is_owned():
+            raise RuntimeError("cannot wait on un-acquired lock")
+        rec = current_record()
+        queue = self._queue
+        node = queue.add(rec, self, "wait")
+        try:
+            saved = self._release_save()
+        except BaseException:
+            queue.abandon(node)
+            raise
+        try:
+            state = queue.park(node, deadline_after(timeout))
+        finally:
+            self._acquire_restore(saved)
+        return state is SIGNALLED
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
+        """Wait until ``predicate()`` is true; return its last value.
+
+        With ``timeout``, gives up once it expires and returns the predicate's value
+        (false). Same locking rules and interruption guarantees as ``wait``.
+        """
+        deadline = None
+        wait_time = timeout
+        result = predicate()
+        while not result:
+            if wait_time is not None:
+                if deadline is None:
+                    deadline = monotonic() + wait_time
+                else:
+                    wait_time = deadline - monotonic()
+                    if wait_time <= 0:
+                        break
+            self.wait(wait_time)
+            result = predicate()
+        return result
+
+    def notify(self, n: int = 1) -> None:
+        """Wake up to ``n`` waiting threads; RuntimeError if the lock is not held."""
+        if not self._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
+        if self._waiters:
+            self._queue.unpark(n)
+
+    def notify_all(self) -> None:
+        """Wake every waiting thread; RuntimeError if the lock is not held."""
+        if not self._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
+        if self._waiters:
+            self._queue.unpark_all()
+
+    def notifyAll(self) -> None:  # noqa: N802 - threading's deprecated name
+        """Deprecated alias of ``notify_all``."""
+        warnings.warn(
+            "notifyAll() is deprecated, use notify_all() instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self.notify_all()
+
+
+class Semaphore:
+    """A counting semaphore, as ``threading.Semaphore``.
+
+    Fairness: strict FIFO. A release hands its permit directly to the longest waiter.
+    """
+
+    __slots__ = ("_value", "_mutex", "_queue", "__weakref__")
+
+    def __init__(self, value: int = 1) -> None:
+        if value < 0:
+            raise ValueError("semaphore initial value must be >= 0")
+        #: Permits available; guarded by ``_mutex``. Never > 0 while threads wait.
+        self._value = value
+        self._mutex = _allocate_lock()
+        self._queue = WaitQueue(self._mutex)
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Take a permit; return True, or False if none came in time.
+
+        Without ``blocking`` returns at once; ``timeout`` (seconds) bounds the wait.
+        A permit handed to a waiter interrupted by an exception is passed on.
+        """
+        if not blocking and timeout is not None:
+            raise ValueError("can't specify timeout for non-blocking acquire")
+        mutex = self._mutex
+        mutex.acquire()
+        if self._value > 0:
+            self._value -= 1
+            mutex.release()
+            return True
+        if not blocking:
+            mutex.release()
+            return False
+        try:
+            node = self._queue.add_locked(current_record(), self, "acquire")
+        finally:
+            mutex.release()
+        return self._queue.park(node, deadline_after(timeout), self._give_one) is SIGNALLED
+
+    __enter__ = acquire
+
+    def _give(self, n: int) -> None:
+        with self._mutex:
+            taken = self._queue.take_locked(n)
+            self._value += n - len(taken)
+        wake(taken)
+
+    def _give_one(self) -> None:
+        self._give(1)
+
+    def release(self, n: int = 1) -> None:
+        """Return ``n`` permits, waking up to ``n`` waiters."""
+        if n < 1:
+            raise ValueError("n must be one or more")
+        self._give(n)
+
+    def __exit__(self, *args: object) -> None:
+        self._give(1)
+
+    def __repr__(self) -> str:
+        return (
+            f"<threadkit.{type(self).__name__} value={self._value}"
+            f"{_waiting_suffix(len(self._queue))}>"
+        )
+
+
+class BoundedSemaphore(Semaphore):
+    """A semaphore that refuses to be released above its initial value."""
+
+    __slots__ = ("_initial_value",)
+
+    def __init__(self, value: int = 1) -> None:
+        super().__init__(value)
+        self._initial_value = value
+
+    def release(self, n: int = 1) -> None:
+        """Return ``n`` permits; ValueError if that exceeds the initial value."""
+        if n < 1:
+            raise ValueError("n must be one or more")
+        with self._mutex:
+            if self._value + n > self._initial_value:
+                raise ValueError("Semaphore released too many times")
+            taken = self._queue.take_locked(n)
+            self._value += n - len(taken)
+        wake(taken)
+
+    def __exit__(self, *args: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return (
+            f"<threadkit.BoundedSemaphore value={self._value}/{self._initial_value}"
+            f"{_waiting_suffix(len(self._queue))}>"
+        )
+
+
+class Event:
+    """A flag threads can wait for, as ``threading.Event``. ``set`` wakes all waiters."""
+
+    __slots__ = ("_flag", "_mutex", "_queue", "__weakref__")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._mutex = _allocate_lock()
+        self._queue = WaitQueue(self._mutex)
+
+    def is_set(self) -> bool:
+        """Return True if the flag is set."""
+        return self._flag
+
+    def isSet(self) -> bool:  # noqa: N802 - threading's deprecated name
+        """Deprecated alias of ``is_set``."""
+        warnings.warn(
+            "isSet() is deprecated, use is_set() instead", DeprecationWarning, stacklevel=2
+        )
+        return self._flag
+
+    def set(self) -> None:
+        """Set the flag and wake every waiting thread."""
+        with self._mutex:
+            self._flag = True
+            taken = self._queue.take_all_locked()
+        wake(taken)
+
+    def clear(self) -> None:
+        """Reset the flag to false."""
+        with self._mutex:
+            self._flag = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the flag is set or ``timeout`` (seconds) expires.
+
+        Returns True if the flag was set before or during the wait, otherwise the
+        flag's value when the timeout expired (False unless set at that instant).
+        """
+        if self._flag:
+            return True
+        rec = current_record()
+        mutex = self._mutex
+        mutex.acquire()
+        if self._flag:
+            mutex.release()
+            return True
+        node = self._queue.add_locked(rec, self, "wait")
+        mutex.release()
+        if self._queue.park(node, deadline_after(timeout), _noop) is SIGNALLED:
+            return True
+        return self._flag
+
+    def _at_fork_reinit(self) -> None:
+        self._mutex._at_fork_reinit()
+        self._queue.waiters.clear()
+
+    def __repr__(self) -> str:
+        state = "set" if self._flag else "unset"
+        return f"<threadkit.Event {state}{_waiting_suffix(len(self._queue))}>"
+
+
+class BrokenBarrierError(RuntimeError):
+    """Raised by ``Barrier.wait`` when the barrier is broken or reset."""
+
+
+class _Generation:
+    """One use of a barrier: the threads that will be released together."""
+
+    __slots__ = ("queue", "count", "broken", "done")
+
+    def __init__(self, mutex: Any) -> None:
+        self.queue = WaitQueue(mutex)
+        self.count = 0  # threads that arrived in this generation
+        self.broken = False  # its waiters get BrokenBarrierError
+        self.done = False  # its waiters have been released
+
+
+class Barrier:
+    """A barrier for ``parties`` threads, as ``threading.Barrier``.
+
+    The last thread to arrive runs ``action`` (if any), then all are released at
+    once. A timeout, ``abort()``, a failing action or an interrupted waiter breaks it.
+    """
+
+    def __init__(
+        self, parties: int, action: Callable[[], object] | None = None, timeout: float | None = None
+    ) -> None:
+        if parties < 1:
+            raise ValueError("parties must be > 0")
+        self._parties = parties
+        self._action = action
+        self._timeout = timeout
+        self._mutex = _allocate_lock()
+        self._gen = _Generation(self._mutex)
+        self._broken = False  # guarded by _mutex, like _gen
+
+    def __repr__(self) -> str:
+        if self._broken:
+            return "<threadkit.Barrier broken>"
+        return f"<threadkit.Barrier waiters={self.n_waiting}/{self._parties}>"
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait until all parties have arrived; return this thread's arrival index.
+
+        The index is from 0 to ``parties - 1``. ``timeout`` (seconds; default the
+        barrier's own) expiring breaks the barrier, and every waiter, this one
+        included, raises BrokenBarrierError. An exception that interrupts the wait
+        breaks the barrier the same way before it propagates.
+        """
+        if timeout is None:
+            timeout = self._timeout
+        rec = current_record()
+        mutex = self._mutex
+        mutex.acquire()
+        if self._broken:
+            mutex.release()
+            raise BrokenBarrierError
+        gen = self._gen
+        index = gen.count
+        gen.count += 1
+        if gen.count == self._parties:
+            # Later arrivals belong to the next generation from this instant on.
+            self._gen = _Generation(mutex)
+            mutex.release()
+            self._trip(gen)
+            return index
+        node = gen.queue.add_locked(rec, self, "wait")
+        mutex.release()
+        try:
+            state = gen.queue.park(node, deadline_after(timeout), _noop)
+            if state is TIMED_OUT:
+                with mutex:
+                    if gen is self._gen and not gen.broken:
+                        taken = self._break_locked()
+                    else:
+                        taken = []
+                        if not gen.done and not gen.broken:
+                            # It tripped as we timed out: its action is running; the
+                            # trip won, so wait for the release like the others.
+                            node = gen.queue.add_locked(rec, self, "wait")
+                wake(taken)
+                if node.state is not TIMED_OUT:
+                    gen.queue.park(node, None, _noop)
+        except BaseException:
+            with mutex:
+                taken = self._break_locked() if gen is self._gen else []
+            wake(taken)
+            raise
+        if gen.broken:
+            raise BrokenBarrierError
+        return index
+
+    def _trip(self, gen: _Generation) -> None:
+        """Run the action, then release ``gen``; a failing action breaks the barrier."""
+        try:
+            if self._action is not None:
+                self._action()
+        except BaseException:
+            with self._mutex:
+                gen.broken = True
+                taken = gen.queue.take_all_locked() + self._break_locked()
+            wake(taken)
+            raise
+        with self._mutex:
+            gen.done = True
+            taken = gen.queue.take_all_locked()
+        wake(taken)
+
+    def _break_locked(self) -> list[Any]:
+        self._broken = True
+        gen = self._gen
+        gen.broken = True
+        return gen.queue.take_all_locked()
+
+    def reset(self) -> None:
+        """Return the barrier to empty and unbroken; current waiters get BrokenBarrierError."""
+        with self._mutex:
+            gen = self._gen
+            gen.broken = True
+            taken = gen.queue.take_all_locked()
+            self._gen = _Generation(self._mutex)
+            self._broken = False
+        wake(taken)
+
+    def abort(self) -> None:
+        """Break the barrier: current and future waiters get BrokenBarrierError."""
+        with self._mutex:
+            taken = self._break_locked()
+        wake(taken)
+
+    @property
+    def parties(self) -> int:
+        """The number of threads needed to pass the barrier."""
+        return self._parties
+
+    @property
+    def n_waiting(self) -> int:
+        """The number of threads waiting in the barrier now."""
+        if self._broken:
+            return 0
+        return self._gen.count
+
+    @property
+    def broken(self) -> bool:
+        """True if the barrier is broken."""
+        return self._broken

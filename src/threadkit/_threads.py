@@ -1,0 +1,724 @@
+"""Thread, Timer and the module-level functions of ``threading``.
+
+A ``Thread`` starts its OS thread with ``_thread.start_new_thread`` and keeps its
+lifecycle (INITIAL -> STARTED -> STOPPED) under one module mutex, together with the
+table of live threads. ``join``, ``result`` and ``native_id`` park in the thread's
+wait queue, which shares that mutex, so "check the state, then wait" is one critical
+section and the end of a thread cannot slip between them.
+
+Unlike ``threading``, ``start()`` does not wait for the new thread to run:
+``start_new_thread`` already returns the ident, and ``native_id`` waits for the new
+thread on first read. That saves one thread hand-off per start.
+
+What is added: a thread keeps what ``run()`` returned or raised, and
+``result()``/``exception()`` hand it to whoever waits. A failure is still reported
+to ``excepthook`` when the thread ends, exactly as ``threading`` does, so nothing is
+lost when nobody asks.
+"""
+
+from __future__ import annotations
+
+import _thread
+import atexit
+import enum
+import functools
+import itertools
+import os
+import sys
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from time import monotonic
+from types import TracebackType
+from typing import Any
+
+from ._core import (
+    TIMED_OUT,
+    WaitQueue,
+    after_fork_in_child,
+    current_record,
+    register_current,
+    set_namer,
+    unregister_current,
+    wake,
+)
+from ._sync import Event
+
+__all__ = [
+    "ExceptHookArgs",
+    "Thread",
+    "Timer",
+    "__excepthook__",
+    "active_count",
+    "activeCount",
+    "currentThread",
+    "current_thread",
+    "enumerate",
+    "excepthook",
+    "get_ident",
+    "get_native_id",
+    "getprofile",
+    "gettrace",
+    "local",
+    "main_thread",
+    "setprofile",
+    "setprofile_all_threads",
+    "settrace",
+    "settrace_all_threads",
+    "stack_size",
+]
+
+_start_new_thread = _thread.start_new_thread
+get_ident = _thread.get_ident
+get_native_id = _thread.get_native_id
+stack_size = _thread.stack_size
+local = _thread._local
+excepthook = _thread._excepthook
+__excepthook__ = _thread._excepthook
+ExceptHookArgs = _thread._ExceptHookArgs
+_daemon_threads_allowed: Callable[[], bool] = getattr(
+    _thread, "daemon_threads_allowed", lambda: True
+)
+
+
+class ThreadState(enum.Enum):
+    """The life of a thread: it moves forward only."""
+
+    INITIAL = "initial"
+    STARTED = "started"
+    STOPPED = "stopped"
+
+
+INITIAL = ThreadState.INITIAL
+STARTED = ThreadState.STARTED
+STOPPED = ThreadState.STOPPED
+
+# Guards ``_active``, every thread's ``_state``, ``_ident`` and ``_native_id``, and
+# the wait queues of all threads (they share it). Never held while blocking.
+_mutex = _thread.allocate_lock()
+#: Live threads by ident: threadkit's own, the main thread, and dummies for the rest.
+_active: dict[int, Thread] = {}
+_counter = itertools.count(1)
+_trace_hook: Any = None
+_profile_hook: Any = None
+_shutting_down = False
+_atexit_calls: list[Callable[[], object]] = []
+
+
+def _newname(template: str = "Thread-%d") -> str:
+    return template % next(_counter)
+
+
+def _label(ident: int) -> str | None:
+    thread = _active.get(ident)
+    return None if thread is None else thread.name
+
+
+set_namer(_label)
+
+
+def _current_excepthook() -> Callable[[Any], object]:
+    """The hook a failing thread reports to.
+
+    ``threadkit.excepthook`` if the user replaced it; otherwise, if ``threading`` is
+    loaded and *its* hook was replaced (pytest does this), that one, so that a
+    failure in a threadkit thread reaches whoever listens for thread failures.
+    """
+    package = sys.modules.get(__package__ or "threadkit")
+    hook = getattr(package, "excepthook", excepthook)
+    if hook is __excepthook__:
+        std = sys.modules.get("threading")
+        if std is not None and std is not package:
+            std_hook = getattr(std, "excepthook", hook)
+            if std_hook is not __excepthook__:
+                hook = std_hook
+    return hook  # type: ignore[no-any-return]
+
+
+class Thread:
+    """A thread of control, as ``threading.Thread``, that keeps its outcome.
+
+    ``result()`` returns what ``run()`` returned (the target's return value) or
+    raises what it raised; ``join()`` keeps ``threading``'s contract.
+    """
+
+    _initialized = False
+
+    def __init__(
+        self,
+        group: None = None,
+        target: Callable[..., object] | None = None,
+        name: object = None,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        daemon: bool | None = None,
+    ) -> None:
+        assert group is None, "group argument must be None for now"
+        if kwargs is None:
+            kwargs = {}
+        if name:
+            name = str(name)
+        else:
+            name = _newname("Thread-%d")
+            if target is not None:
+                try:
+                    name += f" ({target.__name__})"
+                except AttributeError:
+                    pass
+        self._target = target
+        self._name: str = name  # type: ignore[assignment]
+        self._args = args
+        self._kwargs = kwargs
+        if daemon is not None:
+            if daemon and not _daemon_threads_allowed():
+                raise RuntimeError("daemon threads are disabled in this (sub)interpreter")
+            self._daemonic = daemon
+        else:
+            self._daemonic = current_thread().daemon
+        self._ident: int | None = None
+        self._native_id: int | None = None
+        self._state = INITIAL
+        self._done = WaitQueue(_mutex)
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._traceback: TracebackType | None = None
+        self._stderr = sys.stderr
+        self._initialized = True
+
+    def __repr__(self) -> str:
+        assert self._initialized, "Thread.__init__() was not called"
+        status = self._state.value
+        if self._daemonic:
+            status += " daemon"
+        if self._ident is not None:
+            status += f" {self._ident}"
+        return f"<{type(self).__name__}({self._name}, {status})>"
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the thread; RuntimeError if it was started before.
+
+        Returns at once: the new thread is alive (``is_alive()``) and has an
+        ``ident`` when ``start`` returns.
+        """
+        if not self._initialized:
+            raise RuntimeError("thread.__init__() not called")
+        with _mutex:
+            if self._state is not INITIAL:
+                raise RuntimeError("threads can only be started once")
+            if _shutting_down and not self._daemonic and sys.is_finalizing():
+                raise RuntimeError("can't create new thread at interpreter shutdown")
+            self._state = STARTED
+        try:
+            ident = _start_new_thread(self._bootstrap, ())
+        except BaseException:
+            with _mutex:
+                self._state = INITIAL
+            raise
+        with _mutex:
+            self._ident = ident
+            if self._state is STARTED:
+                _active[ident] = self
+
+    def run(self) -> Any:
+        """The thread's activity: call the target and return what it returns.
+
+        Override in a subclass; what ``run()`` returns is what ``result()`` gives.
+        """
+        try:
+            if self._target is not None:
+                return self._target(*self._args, **self._kwargs)
+            return None
+        finally:
+            # Break the reference cycle thread -> target -> (often) thread.
+            del self._target, self._args, self._kwargs
+
+    def _bootstrap(self) -> None:
+        try:
+            self._bootstrap_inner()
+        except BaseException:
+            # A daemon thread may outlive the interpreter's modules at exit.
+            if self._daemonic and sys is None:  # pragma: no cover
+                return
+            raise
+
+    def _bootstrap_inner(self) -> None:
+        register_current(self)
+        ident = get_ident()
+        with _mutex:
+            self._ident = ident
+            self._native_id = get_native_id()
+            _active[ident] = self
+            # Wake readers of native_id, who wait for the thread to run.
+            woken = self._done.take_all_locked()
+        wake(woken)
+        try:
+            if _trace_hook is not None:
+                sys.settrace(_trace_hook)
+            if _profile_hook is not None:
+                sys.setprofile(_profile_hook)
+            try:
+                self._result = self.run()
+            except BaseException as exc:
+                self._exception = exc
+                self._traceback = exc.__traceback__
+                self._report(exc)
+                del exc
+        finally:
+            with _mutex:
+                if _active.get(ident) is self:
+                    del _active[ident]
+                self._state = STOPPED
+                woken = self._done.take_all_locked()
+            wake(woken)
+            unregister_current()
+
+    def _report(self, exc: BaseException) -> None:
+        """Hand an uncaught exception to ``excepthook``, as ``threading`` does."""
+        args = ExceptHookArgs([type(exc), exc, exc.__traceback__, self])
+        try:
+            _current_excepthook()(args)
+        except BaseException as hook_exc:
+            hook_exc.__suppress_context__ = True
+            del hook_exc
+            sys.excepthook(*sys.exc_info())  # type: ignore[arg-type]
+        finally:
+            del args
+
+    def _wait_stopped(self, timeout: float | None) -> bool:
+        """Park until the thread has stopped; return False if ``timeout`` expired."""
+        if self._state is STOPPED:
+            return True
+        deadline = None if timeout is None else monotonic() + max(timeout, 0)
+        rec = current_record()
+        queue = self._done
+        while True:
+            with _mutex:
+                if self._state is STOPPED:
+                    return True
+                node = queue.add_locked(rec, self, "join")
+            if queue.park(node, deadline, _noop) is TIMED_OUT:
+                return self._state is STOPPED
+
+    def _check_waitable(self, what: str) -> None:
+        if not self._initialized:
+            raise RuntimeError("Thread.__init__() not called")
+        if self._state is INITIAL:
+            raise RuntimeError(f"cannot {what} thread before it is started")
+        if self is current_thread():
+            raise RuntimeError(f"cannot {what} current thread")
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the thread ends or ``timeout`` (seconds) expires; return None.
+
+        Check ``is_alive()`` afterwards to tell which. RuntimeError for a thread
+        not yet started or for the calling thread itself. Never raises the
+        thread's own exception: use ``result()`` for that.
+        """
+        self._check_waitable("join")
+        self._wait_stopped(timeout)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the thread to end; return what ``run()`` returned, or raise what it raised.
+
+        The exception is raised with its original traceback. Raises TimeoutError if
+        ``timeout`` (seconds) expires first, RuntimeError for a thread not yet
+        started or for the calling thread itself.
+        """
+        self._check_waitable("get the result of")
+        if not self._wait_stopped(timeout):
+            raise TimeoutError(f"{self._name} did not finish within {timeout} seconds")
+        if self._exception is not None:
+            raise self._exception.with_traceback(self._traceback)
+        return self._result
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Wait for the thread to end; return the exception ``run()`` raised, or None.
+
+        Raises TimeoutError if ``timeout`` (seconds) expires first.
+        """
+        self._check_waitable("get the exception of")
+        if not self._wait_stopped(timeout):
+            raise TimeoutError(f"{self._name} did not finish within {timeout} seconds")
+        return self._exception
+
+    def is_alive(self) -> bool:
+        """Return True from ``start()`` until ``run()`` has ended."""
+        assert self._initialized, "Thread.__init__() not called"
+        return self._state is STARTED
+
+    # -- attributes ---------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The thread's name, for identification only."""
+        assert self._initialized, "Thread.__init__() not called"
+        return self._name
+
+    @name.setter
+    def name(self, name: object) -> None:
+        assert self._initialized, "Thread.__init__() not called"
+        self._name = str(name)
+
+    @property
+    def ident(self) -> int | None:
+        """The thread's identifier, or None before it is started."""
+        assert self._initialized, "Thread.__init__() not called"
+        return self._ident
+
+    @property
+    def native_id(self) -> int | None:
+        """The OS thread id, or None before it is started.
+
+        Right after ``start()`` this may wait (briefly) for the new thread to run.
+        """
+        assert self._initialized, "Thread.__init__() not called"
+        if self._native_id is None and self._state is STARTED:
+            rec = current_record()
+            while True:
+                with _mutex:
+                    if self._native_id is not None or self._state is not STARTED:
+                        break
+                    node = self._done.add_locked(rec, self, "native_id")
+                self._done.park(node, None, _noop)
+        return self._native_id
+
+    @property
+    def daemon(self) -> bool:
+        """Whether this is a daemon thread; settable only before ``start()``."""
+        assert self._initialized, "Thread.__init__() not called"
+        return self._daemonic
+
+    @daemon.setter
+    def daemon(self, daemonic: bool) -> None:
+        if not self._initialized:
+            raise RuntimeError("Thread.__init__() not called")
+        if daemonic and not _daemon_threads_allowed():
+            raise RuntimeError("daemon threads are disabled in this interpreter")
+        if self._state is not INITIAL:
+            raise RuntimeError("cannot set daemon status of active thread")
+        self._daemonic = daemonic
+
+    def isDaemon(self) -> bool:  # noqa: N802 - threading's deprecated name
+        """Deprecated getter of ``daemon``."""
+        warnings.warn(
+            "isDaemon() is deprecated, get the daemon attribute instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.daemon
+
+    def setDaemon(self, daemonic: bool) -> None:  # noqa: N802 - threading's deprecated name
+        """Deprecated setter of ``daemon``."""
+        warnings.warn(
+            "setDaemon() is deprecated, set the daemon attribute instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self.daemon = daemonic
+
+    def getName(self) -> str:  # noqa: N802 - threading's deprecated name
+        """Deprecated getter of ``name``."""
+        warnings.warn(
+            "getName() is deprecated, get the name attribute instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.name
+
+    def setName(self, name: object) -> None:  # noqa: N802 - threading's deprecated name
+        """Deprecated setter of ``name``."""
+        warnings.warn(
+            "setName() is deprecated, set the name attribute instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self.name = name  # type: ignore[assignment]
+
+
+def _noop() -> None:
+    pass
+
+
+class Timer(Thread):
+    """Call ``function(*args, **kwargs)`` after ``interval`` seconds unless cancelled.
+
+    ``result()`` gives the function's return value (None if cancelled).
+    """
+
+    def __init__(
+        self,
+        interval: float,
+        function: Callable[..., object],
+        args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        Thread.__init__(self)
+        self.interval = interval
+        self.function = function
+        self.args = args if args is not None else []
+        self.kwargs = kwargs if kwargs is not None else {}
+        self.finished = Event()
+
+    def cancel(self) -> None:
+        """Stop the timer if it has not fired yet."""
+        self.finished.set()
+
+    def run(self) -> Any:
+        """Wait ``interval`` seconds, then call the function unless cancelled."""
+        try:
+            self.finished.wait(self.interval)
+            if not self.finished.is_set():
+                return self.function(*self.args, **self.kwargs)
+            return None
+        finally:
+            self.finished.set()
+
+
+class _MainThread(Thread):
+    """The thread the interpreter started in."""
+
+    def __init__(self, ident: int, native_id: int | None) -> None:
+        Thread.__init__(self, name="MainThread", daemon=False)
+        self._state = STARTED
+        self._ident = ident
+        self._native_id = native_id
+
+
+class _DummyThread(Thread):
+    """A thread threadkit did not start (C code, ``threading``, ``_thread``).
+
+    Named ``Dummy-N`` and daemonic, as in ``threading``; it leaves ``enumerate()``
+    when its thread ends.
+    """
+
+    def __init__(self) -> None:
+        Thread.__init__(self, name=_newname("Dummy-%d"), daemon=True)
+        ident = get_ident()
+        self._state = STARTED
+        self._ident = ident
+        self._native_id = get_native_id()
+        sentinel = _DummySentinel()
+        _dummy_tls.sentinel = sentinel
+        with _mutex:
+            _active[ident] = self
+            _dummy_refs[ident] = weakref.ref(sentinel, functools.partial(_dummy_ended, self))
+
+    def is_alive(self) -> bool:
+        if self._state is STARTED:
+            return True
+        raise RuntimeError("thread is not alive")
+
+    def join(self, timeout: float | None = None) -> None:
+        raise RuntimeError("cannot join a dummy thread")
+
+    def result(self, timeout: float | None = None) -> Any:
+        raise RuntimeError("cannot get the result of a dummy thread")
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        raise RuntimeError("cannot get the exception of a dummy thread")
+
+
+class _DummySentinel:
+    __slots__ = ("__weakref__",)
+
+
+_dummy_tls = _thread._local()
+_dummy_refs: dict[int, weakref.ref[_DummySentinel]] = {}
+
+
+def _dummy_ended(thread: _DummyThread, _ref: object) -> None:
+    ident = thread._ident
+    with _mutex:
+        if ident is not None and _active.get(ident) is thread:
+            del _active[ident]
+            _dummy_refs.pop(ident, None)
+        thread._state = STOPPED
+        woken = thread._done.take_all_locked()
+    wake(woken)
+
+
+def _main_ident() -> tuple[int, int | None]:
+    """The main thread's ident (and native id, if we are on it)."""
+    getter = getattr(_thread, "_get_main_thread_ident", None)
+    if getter is not None:
+        ident = getter()
+    else:
+        std = sys.modules.get("threading")
+        main = getattr(std, "_main_thread", None)
+        ident = getattr(main, "ident", None) or get_ident()
+    return ident, (get_native_id() if ident == get_ident() else None)
+
+
+_main_thread = _MainThread(*_main_ident())
+_active[_main_thread._ident] = _main_thread  # type: ignore[index]
+
+
+# -- module functions -------------------------------------------------------------------
+def current_thread() -> Thread:
+    """Return the ``Thread`` object of the calling thread.
+
+    For a thread threadkit did not start, a dummy object named ``Dummy-N``.
+    """
+    try:
+        return _active[get_ident()]
+    except KeyError:
+        return _DummyThread()
+
+
+def currentThread() -> Thread:  # noqa: N802 - threading's deprecated name
+    """Deprecated alias of ``current_thread``."""
+    warnings.warn(
+        "currentThread() is deprecated, use current_thread() instead",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return current_thread()
+
+
+def main_thread() -> Thread:
+    """Return the main thread's ``Thread`` object."""
+    return _main_thread
+
+
+def enumerate() -> list[Thread]:
+    """Return every live ``Thread``: started and not ended, main and dummies included."""
+    with _mutex:
+        return list(_active.values())
+
+
+def active_count() -> int:
+    """Return the number of live threads, ``len(enumerate())``."""
+    with _mutex:
+        return len(_active)
+
+
+def activeCount() -> int:  # noqa: N802 - threading's deprecated name
+    """Deprecated alias of ``active_count``."""
+    warnings.warn(
+        "activeCount() is deprecated, use active_count() instead",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return active_count()
+
+
+def settrace(func: Any) -> None:
+    """Set a trace function for threads started from now on (see ``sys.settrace``)."""
+    global _trace_hook
+    _trace_hook = func
+
+
+def settrace_all_threads(func: Any) -> None:
+    """Set a trace function for new threads and every running Python thread.
+
+    On 3.11, which cannot reach into running threads, only the calling thread's and
+    future threads' trace functions are set.
+    """
+    settrace(func)
+    set_all = getattr(sys, "_settraceallthreads", None)
+    if set_all is not None:
+        set_all(func)
+    else:
+        sys.settrace(func)
+
+
+def gettrace() -> Any:
+    """Return the trace function set by ``settrace``."""
+    return _trace_hook
+
+
+def setprofile(func: Any) -> None:
+    """Set a profile function for threads started from now on (see ``sys.setprofile``)."""
+    global _profile_hook
+    _profile_hook = func
+
+
+def setprofile_all_threads(func: Any) -> None:
+    """Set a profile function for new threads and every running Python thread.
+
+    On 3.11, only the calling thread's and future threads' profile functions are set.
+    """
+    setprofile(func)
+    set_all = getattr(sys, "_setprofileallthreads", None)
+    if set_all is not None:
+        set_all(func)
+    else:
+        sys.setprofile(func)
+
+
+def getprofile() -> Any:
+    """Return the profile function set by ``setprofile``."""
+    return _profile_hook
+
+
+# -- interpreter exit and fork ------------------------------------------------------------
+def _register_atexit(func: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+    """Call ``func`` at exit before non-daemon threads are joined (as ``threading``'s)."""
+    if _shutting_down:
+        raise RuntimeError("can't register atexit after shutdown")
+    _atexit_calls.append(functools.partial(func, *args, **kwargs))
+
+
+def _shutdown() -> None:
+    """Wait for every non-daemon threadkit thread, as the interpreter does at exit.
+
+    Called by the interpreter itself when threadkit stands in for ``threading`` in
+    ``sys.modules``, and through ``atexit`` otherwise; a second call does nothing new.
+    """
+    global _shutting_down
+    _shutting_down = True
+    if _main_thread.ident == get_ident():
+        with _mutex:
+            _main_thread._state = STOPPED
+            _active.pop(get_ident(), None)
+            woken = _main_thread._done.take_all_locked()
+        wake(woken)
+    while _atexit_calls:
+        _atexit_calls.pop()()
+    me = get_ident()
+    while True:
+        with _mutex:
+            pending = [
+                t
+                for t in _active.values()
+                if not t._daemonic and t._ident != me and not isinstance(t, _DummyThread)
+            ]
+        if not pending:
+            return
+        for thread in pending:
+            thread._wait_stopped(None)
+
+
+atexit.register(_shutdown)
+
+
+def _after_fork() -> None:
+    """In a forked child: the forking thread is the only one, and it is the main one."""
+    global _main_thread, _shutting_down
+    after_fork_in_child()
+    _mutex._at_fork_reinit()
+    _shutting_down = False
+    ident = get_ident()
+    current = _active.get(ident)
+    for thread in list(_active.values()):
+        if thread is not current:
+            thread._state = STOPPED
+        thread._done.waiters.clear()
+    _active.clear()
+    _dummy_refs.clear()
+    if current is None:
+        current = _MainThread(ident, get_native_id())
+    else:
+        current._native_id = get_native_id()
+    if type(current) is _DummyThread:
+        current.__class__ = _MainThread
+        current._name = "MainThread"
+        current._daemonic = False
+    _main_thread = current
+    _active[ident] = current
+    register_current(current)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
