@@ -9,7 +9,7 @@ target's return value or raises its exception.
 from __future__ import annotations
 
 from _thread import TIMEOUT_MAX
-from _thread import error as ThreadError  # noqa: N812 - threading's own name for it
+from _thread import error as ThreadError
 
 from ._sync import (
     Barrier,

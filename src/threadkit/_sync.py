@@ -75,6 +75,8 @@ class _LockBase:
     __slots__ = ("_lock", "_queue", "_waiters", "__weakref__")
 
     _lock: Any
+    _queue: WaitQueue
+    _waiters: Any
 
     def _acquire_slow(self, blocking: bool, timeout: float) -> bool:
         _validate_acquire(blocking, timeout)
@@ -113,7 +115,7 @@ class Lock(_LockBase):
     __slots__ = ("_owner",)
 
     def __init__(self) -> None:
-        self._lock = _allocate_lock()
+        self._lock: Any = _allocate_lock()
         #: Ident of the thread that acquired the lock last; for diagnostics only.
         self._owner: int | None = None
         self._queue = WaitQueue()
@@ -391,7 +393,7 @@ class Condition:
         if self._waiters:
             self._queue.unpark_all()
 
-    def notifyAll(self) -> None:  # noqa: N802 - threading's deprecated name
+    def notifyAll(self) -> None:
         """Deprecated alias of ``notify_all``."""
         warnings.warn(
             "notifyAll() is deprecated, use notify_all() instead",
@@ -414,7 +416,7 @@ class Semaphore:
             raise ValueError("semaphore initial value must be >= 0")
         #: Permits available; guarded by ``_mutex``. Never > 0 while threads wait.
         self._value = value
-        self._mutex = _allocate_lock()
+        self._mutex: Any = _allocate_lock()
         self._queue = WaitQueue(self._mutex)
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
@@ -504,14 +506,14 @@ class Event:
 
     def __init__(self) -> None:
         self._flag = False
-        self._mutex = _allocate_lock()
+        self._mutex: Any = _allocate_lock()
         self._queue = WaitQueue(self._mutex)
 
     def is_set(self) -> bool:
         """Return True if the flag is set."""
         return self._flag
 
-    def isSet(self) -> bool:  # noqa: N802 - threading's deprecated name
+    def isSet(self) -> bool:
         """Deprecated alias of ``is_set``."""
         warnings.warn(
             "isSet() is deprecated, use is_set() instead", DeprecationWarning, stacklevel=2

@@ -95,7 +95,7 @@ STOPPED = ThreadState.STOPPED
 
 # Guards ``_active``, every thread's ``_state``, ``_ident`` and ``_native_id``, and
 # the wait queues of all threads (they share it). Never held while blocking.
-_mutex = _thread.allocate_lock()
+_mutex: Any = _thread.allocate_lock()
 #: Live threads by ident: threadkit's own, the main thread, and dummies for the rest.
 _active: dict[int, Thread] = {}
 _counter = itertools.count(1)
@@ -132,7 +132,7 @@ def _current_excepthook() -> Callable[[Any], object]:
             std_hook = getattr(std, "excepthook", hook)
             if std_hook is not __excepthook__:
                 hook = std_hook
-    return hook  # type: ignore[no-any-return]
+    return hook
 
 
 class Thread:
@@ -167,7 +167,7 @@ class Thread:
                 except AttributeError:
                     pass
         self._target = target
-        self._name: str = name  # type: ignore[assignment]
+        self._name: str = name
         self._args = args
         self._kwargs = kwargs
         if daemon is not None:
@@ -282,7 +282,7 @@ class Thread:
         except BaseException as hook_exc:
             hook_exc.__suppress_context__ = True
             del hook_exc
-            sys.excepthook(*sys.exc_info())  # type: ignore[arg-type]
+            sys.excepthook(*sys.exc_info())
         finally:
             del args
 
@@ -399,7 +399,7 @@ class Thread:
             raise RuntimeError("cannot set daemon status of active thread")
         self._daemonic = daemonic
 
-    def isDaemon(self) -> bool:  # noqa: N802 - threading's deprecated name
+    def isDaemon(self) -> bool:
         """Deprecated getter of ``daemon``."""
         warnings.warn(
             "isDaemon() is deprecated, get the daemon attribute instead",
@@ -408,7 +408,7 @@ class Thread:
         )
         return self.daemon
 
-    def setDaemon(self, daemonic: bool) -> None:  # noqa: N802 - threading's deprecated name
+    def setDaemon(self, daemonic: bool) -> None:
         """Deprecated setter of ``daemon``."""
         warnings.warn(
             "setDaemon() is deprecated, set the daemon attribute instead",
@@ -417,7 +417,7 @@ class Thread:
         )
         self.daemon = daemonic
 
-    def getName(self) -> str:  # noqa: N802 - threading's deprecated name
+    def getName(self) -> str:
         """Deprecated getter of ``name``."""
         warnings.warn(
             "getName() is deprecated, get the name attribute instead",
@@ -426,14 +426,14 @@ class Thread:
         )
         return self.name
 
-    def setName(self, name: object) -> None:  # noqa: N802 - threading's deprecated name
+    def setName(self, name: object) -> None:
         """Deprecated setter of ``name``."""
         warnings.warn(
             "setName() is deprecated, set the name attribute instead",
             DeprecationWarning,
             stacklevel=2,
         )
-        self.name = name  # type: ignore[assignment]
+        self.name = name
 
 
 def _noop() -> None:
@@ -550,8 +550,8 @@ def _main_ident() -> tuple[int, int | None]:
     return ident, (get_native_id() if ident == get_ident() else None)
 
 
-_main_thread = _MainThread(*_main_ident())
-_active[_main_thread._ident] = _main_thread  # type: ignore[index]
+_main_thread: Thread = _MainThread(*_main_ident())
+_active[_main_ident()[0]] = _main_thread
 
 
 # -- module functions -------------------------------------------------------------------
@@ -566,7 +566,7 @@ def current_thread() -> Thread:
         return _DummyThread()
 
 
-def currentThread() -> Thread:  # noqa: N802 - threading's deprecated name
+def currentThread() -> Thread:
     """Deprecated alias of ``current_thread``."""
     warnings.warn(
         "currentThread() is deprecated, use current_thread() instead",
@@ -593,7 +593,7 @@ def active_count() -> int:
         return len(_active)
 
 
-def activeCount() -> int:  # noqa: N802 - threading's deprecated name
+def activeCount() -> int:
     """Deprecated alias of ``active_count``."""
     warnings.warn(
         "activeCount() is deprecated, use active_count() instead",
@@ -700,7 +700,7 @@ def _after_fork() -> None:
     _mutex._at_fork_reinit()
     _shutting_down = False
     ident = get_ident()
-    current = _active.get(ident)
+    current: Thread | None = _active.get(ident)
     for thread in list(_active.values()):
         if thread is not current:
             thread._state = STOPPED
@@ -712,7 +712,7 @@ def _after_fork() -> None:
     else:
         current._native_id = get_native_id()
     if type(current) is _DummyThread:
-        current.__class__ = _MainThread
+        current.__class__ = _MainThread  # type: ignore[assignment]
         current._name = "MainThread"
         current._daemonic = False
     _main_thread = current

@@ -112,7 +112,7 @@ class WaitQueue:
 
     def __init__(self, mutex: Any = None) -> None:
         #: Guards ``waiters`` and every node's ``state``. May be the primitive's own.
-        self.mutex = _thread.allocate_lock() if mutex is None else mutex
+        self.mutex: Any = _thread.allocate_lock() if mutex is None else mutex
         #: Nodes in arrival order; only WAITING nodes are ever in it.
         self.waiters: deque[Waiter] = deque()
 

@@ -1,0 +1,32 @@
+"""Shared fixtures: every test must leave no thread behind."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import threadkit
+
+
+def _live() -> set[object]:
+    std = {t for t in threading.enumerate() if not isinstance(t, threading._DummyThread)}
+    ours = {t for t in threadkit.enumerate() if type(t).__name__ != "_DummyThread"}
+    return std | ours
+
+
+@pytest.fixture(autouse=True)
+def no_thread_leak() -> Iterator[None]:
+    """Fail a test that leaves a thread running (after giving it a moment to end)."""
+    before = _live()
+    yield
+    leaked = _live() - before
+    for t in leaked:
+        t.join(5.0)  # type: ignore[attr-defined]
+    still = [t for t in leaked if t.is_alive()]  # type: ignore[attr-defined]
+    assert not still, f"test leaked threads: {still}"

@@ -1,0 +1,54 @@
+"""Test helpers that synchronise on real state, never on sleeping."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import threadkit
+from threadkit import _core
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
+    """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds.
+
+    This is a bounded poll of a real condition, not a sleep that hopes the other
+    thread got somewhere.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached within {timeout}s: {predicate}")
+        time.sleep(0.0005)
+
+
+def wait_until_parked(resource: object, n: int = 1, timeout: float = 10.0) -> None:
+    """Wait until at least ``n`` threads are parked on ``resource`` in threadkit's core.
+
+    Possible because every threadkit wait goes through the core's wait queue, which
+    records in the thread registry what each thread is parked on.
+    """
+    wait_until(lambda: len(_core.waiting_on(resource)) >= n, timeout)
+
+
+def start_threads(
+    mod: Any, n: int, target: Callable[..., object], *args: Any
+) -> list[threading.Thread]:
+    """Start ``n`` threads of module ``mod`` running ``target(i, *args)``."""
+    threads = [mod.Thread(target=target, args=(i, *args)) for i in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def join_all(threads: list[Any], timeout: float = 10.0) -> None:
+    """Join every thread and fail if one is still alive after ``timeout``."""
+    for t in threads:
+        t.join(timeout)
+    alive = [t for t in threads if t.is_alive()]
+    assert not alive, f"threads still alive: {alive}"
+
+
+__all__ = ["join_all", "start_threads", "threadkit", "wait_until", "wait_until_parked"]
