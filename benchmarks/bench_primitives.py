@@ -38,9 +38,9 @@ are unrolled ten times so the ``for`` loop's own cost is a small share.
 
 *What is timed.*  Threads of the case are ``mod.Thread`` objects and the
 measured primitives come from ``mod``; thread start-up is excluded from every
-case except ``thread_start_join``.  Start gates, readiness barriers and
-completion counters of the harness itself use the stdlib (``threading`` /
-``_thread``) on both sides, so the primitive being measured is the only thing
+case except ``thread_start_join``.  The harness's own start gates, readiness
+barriers and check-in counters use the stdlib (``threading`` / ``_thread``) on
+both sides, so the primitive being measured is the only thing
 that differs between the two sides, and a broken primitive only fails its own
 cases.
 
@@ -49,7 +49,10 @@ measure how fast one thread can wake another.  Across cores that is dominated
 by the OS scheduler's cross-CPU wake-up latency and by the GIL hand-off, which
 adds a lot of noise; pinning the process to one CPU (``taskset -c 0``) makes
 them measure the library's own hand-off path.  Results also depend on
-``sys.getswitchinterval()`` (left at its default and printed).
+``sys.getswitchinterval()`` (left at its default and printed).  Releasing
+5000 waiters is a thundering herd on the GIL and is the noisiest case by far
+(single samples vary by 2x and more); give it more rounds, e.g.
+``--only event_release --rounds 31``.
 
 *Errors.*  An exception in a case (on either side) marks that case as failed,
 prints the traceback and lets the other cases run; the exit status is 1 if any
@@ -66,6 +69,7 @@ from __future__ import annotations
 
 import _thread
 import argparse
+import faulthandler
 import fnmatch
 import gc
 import os
@@ -103,9 +107,11 @@ _sample_timeout = 60.0
 class _Workers:
     """Run ``count`` ``mod.Thread`` threads executing ``target`` and collect their errors.
 
-    ``start()`` returns only once every worker is running (a stdlib barrier), so
-    the thread start-up cost stays outside the timed region.  ``join()`` joins
-    with a timeout and re-raises the first exception a worker raised.
+    With ``gate=True``, ``start()`` returns only once every worker is running
+    (a stdlib barrier), so the thread start-up cost stays outside the timed
+    region; with ``gate=False`` the target must signal readiness itself.
+    ``join()`` joins with a timeout and re-raises the first exception a worker
+    raised.
     """
 
     def __init__(
@@ -114,23 +120,26 @@ class _Workers:
         target: Callable[[], object],
         count: int,
         *,
+        gate: bool = True,
         stack_size: int | None = None,
     ) -> None:
         self._mod = mod
         self._target = target
         self._count = count
         self._stack_size = stack_size
-        self._ready = _harness.Barrier(count + 1, timeout=_sample_timeout)
+        self._ready = _harness.Barrier(count + 1, timeout=_sample_timeout) if gate else None
         self.threads: list[Any] = []
         self.errors: list[BaseException] = []
 
     def _run(self) -> None:
         try:
-            self._ready.wait()
+            if self._ready is not None:
+                self._ready.wait()
             self._target()
         except BaseException as exc:
             self.errors.append(exc)
-            self._ready.abort()
+            if self._ready is not None:
+                self._ready.abort()
 
     def start(self) -> None:
         old_size = None
@@ -142,15 +151,16 @@ class _Workers:
                 thread.start()
                 self.threads.append(thread)
         except BaseException:
-            # Release the threads already started, then report the original error.
-            self._ready.abort()
-            for thread in self.threads:
-                thread.join(_sample_timeout)
+            # Let gated threads already started exit (BrokenBarrierError), then re-raise.
+            # Ungated targets must be released by the caller, which then calls join().
+            if self._ready is not None:
+                self._ready.abort()
             raise
         finally:
             if old_size is not None:
                 self._mod.stack_size(old_size)
-        self._ready.wait()
+        if self._ready is not None:
+            self._ready.wait()
 
     def join(self) -> None:
         deadline = perf_counter() + _sample_timeout
@@ -343,37 +353,41 @@ def bench_thread_start_join(mod: ModuleType, n: int) -> float:
 def bench_event_release(mod: ModuleType, n: int) -> float:
     """n threads block in one ``Event.wait()``; seconds from ``set()`` until all passed it.
 
-    Threads are started (with a small stack) and given time to block before the
-    clock starts; the waiter that completes the count takes the end time stamp.
+    Each waiter checks in just before calling ``wait()``; once all have, the
+    main thread sleeps a little more so they are all blocked, then starts the
+    clock and calls ``set()``.  Each waiter appends a time stamp as soon as its
+    ``wait()`` returns (``list.append`` is atomic, so the harness adds no lock
+    contention of its own); after joining, the latest stamp ends the interval.
     """
     event = mod.Event()
-    count_lock = _thread.allocate_lock()
-    done = _harness.Event()
-    passed = 0
-    t_end = 0.0
+    check_in_lock = _thread.allocate_lock()
+    all_waiting = _harness.Event()
+    waiting = 0
+    stamps: list[float] = []
 
     def waiter() -> None:
-        nonlocal passed, t_end
+        nonlocal waiting
+        with check_in_lock:
+            waiting += 1
+            if waiting == n:
+                all_waiting.set()
         event.wait()
-        with count_lock:
-            passed += 1
-            if passed == n:
-                t_end = perf_counter()
-                done.set()
+        stamps.append(perf_counter())
 
-    workers = _Workers(mod, waiter, n, stack_size=_WAITER_STACK_SIZE)
-    workers.start()
+    workers = _Workers(mod, waiter, n, gate=False, stack_size=_WAITER_STACK_SIZE)
     try:
-        # Every waiter is past the readiness barrier; give them time to block in wait().
-        time.sleep(max(0.05, 20e-6 * n))
+        workers.start()
+        if not all_waiting.wait(_sample_timeout):
+            raise TimeoutError(f"only {waiting} of {n} waiters started")
+        time.sleep(0.05 + 10e-6 * n)  # let the last ones get from check-in into wait()
         t0 = perf_counter()
         event.set()
-        if not done.wait(_sample_timeout):
-            raise TimeoutError(f"only {passed} of {n} waiters passed Event.wait()")
     finally:
         event.set()  # never leave waiters blocked, even on error
         workers.join()
-    return t_end - t0
+    if len(stamps) != n:
+        raise AssertionError(f"only {len(stamps)} of {n} waiters passed Event.wait()")
+    return max(stamps) - t0
 
 
 # --------------------------------------------------------------------------------------
@@ -392,6 +406,7 @@ class Case:
 
 
 def build_cases(waiters: int) -> list[Case]:
+    """The benchmark cases, in report order, with their target ratios."""
     return [
         Case("lock", "Lock `with` uncontended", bench_lock, 1.5, min_n=_UNROLL),
         Case("rlock", "RLock `with` uncontended", bench_rlock, 1.5, min_n=_UNROLL),
@@ -403,17 +418,33 @@ def build_cases(waiters: int) -> list[Case]:
             0.5,
             min_n=_UNROLL,
         ),
-        Case("lock_contended_2", "Lock contended, 2 threads /acq", bench_lock_contended_2, 1.5,
-             min_n=2),
-        Case("lock_contended_4", "Lock contended, 4 threads /acq", bench_lock_contended_4, 1.5,
-             min_n=4),
-        Case("condition_pingpong", "Condition ping-pong /round trip", bench_condition_pingpong,
-             1.0),
+        Case(
+            "lock_contended_2",
+            "Lock, 2 threads contending /acq",
+            bench_lock_contended_2,
+            1.5,
+            min_n=2,
+        ),
+        Case(
+            "lock_contended_4",
+            "Lock, 4 threads contending /acq",
+            bench_lock_contended_4,
+            1.5,
+            min_n=4,
+        ),
+        Case(
+            "condition_pingpong", "Condition ping-pong /round trip", bench_condition_pingpong, 1.0
+        ),
         Case("event_pingpong", "Event ping-pong /round trip", bench_event_pingpong, 1.0),
         Case("barrier_4", "Barrier(4) /cycle", bench_barrier_4, 1.0),
         Case("thread_start_join", "Thread start+join /thread", bench_thread_start_join, 1.0),
-        Case("event_release", f"Event.set() releasing {waiters} waiters", bench_event_release,
-             0.5, fixed_n=waiters),
+        Case(
+            "event_release",
+            f"Event.set() releasing {waiters} waiters",
+            bench_event_release,
+            0.5,
+            fixed_n=waiters,
+        ),
     ]
 
 
@@ -434,8 +465,6 @@ class Result:
 
 def run_sample(case: Case, mod: ModuleType, n: int) -> float:
     """One timed sample with the GC quiesced and a deadlock guard armed."""
-    import faulthandler
-
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -452,13 +481,17 @@ def run_sample(case: Case, mod: ModuleType, n: int) -> float:
 
 
 def estimate_per_op(case: Case, mod: ModuleType, calib_s: float) -> float:
-    """Grow n until one sample lasts at least ``calib_s``; return seconds per op."""
+    """Grow n until one sample lasts at least ``calib_s``; return seconds per op.
+
+    The final count is sampled twice and the faster result is kept, so that a
+    single disturbed sample cannot shrink the operation count.
+    """
     n = case.min_n
     while True:
         per_op = run_sample(case, mod, n)
         spent = per_op * n
         if spent >= calib_s or n >= 10**9:
-            return per_op
+            return min(per_op, run_sample(case, mod, n))
         grow = calib_s * 1.2 / spent
         n = int(n * min(100.0, max(2.0, grow)))
 
@@ -576,18 +609,22 @@ def summarize(res: Result) -> list[str]:
 
 
 def render(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
+    """A plain-text or markdown table; text columns left-aligned, numbers right-aligned."""
+    last = len(headers) - 1
+    left = [i < 2 or i == last for i in range(len(headers))]
     if markdown:
         lines = ["| " + " | ".join(headers) + " |"]
-        lines.append("|" + "|".join("---" if i < 2 or i == len(headers) - 1 else "---:"
-                               for i in range(len(headers))) + "|")
+        lines.append("|" + "|".join("---" if lft else "---:" for lft in left) + "|")
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows]
         return "\n".join(lines)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i < 2 or i == len(cells) - 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
-        ).rstrip()
+        padded = (
+            c.ljust(w) if lft else c.rjust(w) for c, w, lft in zip(cells, widths, left, strict=True)
+        )
+        return "  ".join(padded).rstrip()
+
     out = [line(headers), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
     return "\n".join(out)
@@ -603,12 +640,13 @@ def print_header(args: argparse.Namespace, tk_mod: ModuleType, rounds: int) -> N
     if hasattr(os, "sched_getaffinity"):
         affinity = f", affinity {sorted(os.sched_getaffinity(0))}"
     print(
-        f"{os.cpu_count()} CPUs{affinity}, "
-        f"switchinterval {sys.getswitchinterval() * 1e3:g} ms{gil}"
+        f"{os.cpu_count()} CPUs{affinity}, switchinterval {sys.getswitchinterval() * 1e3:g} ms{gil}"
     )
     if args.self_test:
-        print("SELF-TEST: threading measured against itself; ratios should be ~1.0, "
-              "the 'met' column is meaningless.")
+        print(
+            "SELF-TEST: threading measured against itself; ratios should be ~1.0, "
+            "the 'met' column is meaningless."
+        )
     else:
         version = getattr(tk_mod, "__version__", "?")
         print(f"threadkit {version} from {getattr(tk_mod, '__file__', None) or tk_mod.__path__}")
@@ -629,8 +667,15 @@ def print_header(args: argparse.Namespace, tk_mod: ModuleType, rounds: int) -> N
 # --------------------------------------------------------------------------------------
 
 _REQUIRED_API = (
-    "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier",
-    "Thread", "stack_size",
+    "Lock",
+    "RLock",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "Barrier",
+    "Thread",
+    "stack_size",
 )
 
 
@@ -638,22 +683,47 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark threadkit against threading, interleaved in one process.",
     )
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="number of interleaved rounds (default 15, 3 with --quick)")
-    parser.add_argument("--quick", action="store_true",
-                        help="fast smoke run: 3 rounds, ~5 ms samples, 500 waiters")
-    parser.add_argument("--only", action="append", default=[], metavar="NAME",
-                        help="run only matching cases (glob, comma-separated, repeatable)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="number of interleaved rounds (default 15, 3 with --quick)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fast smoke run: 3 rounds, ~5 ms samples, 500 waiters"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only matching cases (glob, comma-separated, repeatable)",
+    )
     parser.add_argument("--list", action="store_true", help="list case names and exit")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
-    parser.add_argument("--self-test", action="store_true",
-                        help="measure threading against itself (ratios should be ~1.0)")
-    parser.add_argument("--sample-ms", type=float, default=None,
-                        help="target duration of one sample (default 50, 5 with --quick)")
-    parser.add_argument("--waiters", type=int, default=None,
-                        help="threads in the event_release case (default 5000, 500 with --quick)")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds before a stuck sample aborts the run (default 60)")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="measure threading against itself (ratios should be ~1.0)",
+    )
+    parser.add_argument(
+        "--sample-ms",
+        type=float,
+        default=None,
+        help="target duration of one sample (default 50, 5 with --quick)",
+    )
+    parser.add_argument(
+        "--waiters",
+        type=int,
+        default=None,
+        help="threads in the event_release case (default 5000, 500 with --quick)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds before a stuck sample aborts the run (default 60)",
+    )
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 3 if args.quick else 15
@@ -689,8 +759,10 @@ def load_threadkit(self_test: bool) -> tuple[ModuleType, str]:
         ) from exc
     missing = [name for name in _REQUIRED_API if not hasattr(threadkit, name)]
     if missing:
-        print(f"warning: threadkit lacks {', '.join(missing)}; affected cases will fail",
-              file=sys.stderr)
+        print(
+            f"warning: threadkit lacks {', '.join(missing)}; affected cases will fail",
+            file=sys.stderr,
+        )
     return threadkit, "threadkit"
 
 
@@ -709,11 +781,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_header(args, tk_mod, args.rounds)
     results = run(cases, threading, tk_mod, args.rounds, args.sample_ms / 1e3, tk_label)
 
-    headers = ["case", "operation", "stdlib/op", f"{tk_label}/op",
-               "ratio", "IQR p25-p75", "target", "met"]
+    headers = [
+        "case",
+        "operation",
+        "stdlib/op",
+        f"{tk_label}/op",
+        "ratio",
+        "IQR p25-p75",
+        "target",
+        "met",
+    ]
     print(render(headers, [summarize(r) for r in results], args.markdown))
 
     failed = [r for r in results if r.error is not None]
+    measured = [r for r in results if r.error is None and r.ratios]
+    met = sum(statistics.median(r.ratios) <= r.case.target for r in measured)
+    print(f"\ntargets met: {met}/{len(measured)} measured cases ({len(failed)} failed)")
     if failed:
         print()
         for res in failed:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import _thread
 import re
+import sys
 import warnings
 from collections.abc import Callable
 from time import monotonic
@@ -201,7 +202,13 @@ class RLock(_LockBase):
 
     __slots__ = ()
 
-    def __init__(self) -> None:
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        if (args or kwargs) and sys.version_info >= (3, 13):
+            warnings.warn(
+                "Passing arguments to RLock is deprecated and will be removed in 3.15",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         # The C RLock keeps owner and count, so the uncontended path runs in C.
         self._lock = _thread.RLock()
         self._queue = WaitQueue()
@@ -354,9 +361,38 @@ class Condition:
             raise
         try:
             state = queue.park(node, deadline_after(timeout))
-        finally:
+        except BaseException:
+            # park() already withdrew the node or passed its notify on.
+            self._reacquire(saved)
+            raise
+        try:
             self._acquire_restore(saved)
+        except BaseException:
+            # Interrupted while taking the lock back: the notify this thread got
+            # will not be acted on, so it goes to the next waiter.
+            if state is SIGNALLED:
+                queue.unpark(1)
+            self._reacquire(saved)
+            raise
         return state is SIGNALLED
+
+    def _reacquire(self, saved: Any) -> None:
+        """Take the lock back while an exception is propagating out of ``wait``.
+
+        ``wait`` promises that the lock is held when it raises, since the caller's
+        ``with`` block will release it, so a further interruption here only makes it
+        try again (the exception already on its way out is the one reported). An
+        interrupted acquire leaves the lock not held; an owner-aware lock (an RLock)
+        is asked, in case the interruption came just after the acquire succeeded.
+        """
+        owner_aware = isinstance(self._lock, RLock) or hasattr(self._lock, "_recursion_count")
+        while True:
+            try:
+                if not (owner_aware and self._is_owned()):
+                    self._acquire_restore(saved)
+                return
+            except BaseException:
+                continue
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
         """Wait until ``predicate()`` is true; return its last value.
@@ -445,9 +481,17 @@ class Semaphore:
     __enter__ = acquire
 
     def _give(self, n: int) -> None:
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        if not self._queue.waiters:
+            self._value += n
+            mutex.release()
+            return
+        try:
             taken = self._queue.take_locked(n)
             self._value += n - len(taken)
+        finally:
+            mutex.release()
         wake(taken)
 
     def _give_one(self) -> None:
@@ -460,6 +504,13 @@ class Semaphore:
         self._give(n)
 
     def __exit__(self, *args: object) -> None:
+        mutex = self._mutex
+        mutex.acquire()
+        if not self._queue.waiters:
+            self._value += 1
+            mutex.release()
+            return
+        mutex.release()
         self._give(1)
 
     def __repr__(self) -> str:

@@ -282,6 +282,9 @@ class Thread:
         except BaseException as hook_exc:
             hook_exc.__suppress_context__ = True
             del hook_exc
+            stderr = sys.stderr if sys.stderr is not None else self._stderr
+            if stderr is not None:
+                print("Exception in threading.excepthook:", file=stderr, flush=True)
             sys.excepthook(*sys.exc_info())
         finally:
             del args
