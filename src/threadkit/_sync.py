@@ -254,11 +254,13 @@ class RLock(_LockBase):
         return state
 
     def _acquire_restore(self, state: tuple[int, int]) -> None:
+        lock = self._lock
+        if not lock.acquire(False):
+            self._acquire_slow(True, -1)
         count = state[0]
-        if not (self._lock.acquire(False) or self._acquire_slow(True, -1)):
-            raise RuntimeError("could not restore the lock")  # pragma: no cover
-        for _ in range(count - 1):
-            self._lock.acquire(False)
+        while count > 1:
+            lock.acquire(False)
+            count -= 1
 
     def _recursion_count(self) -> int:
         """Return how many times the calling thread holds the lock (0 if it does not)."""
@@ -360,7 +362,7 @@ class Condition:
             queue.abandon(node)
             raise
         try:
-            state = queue.park(node, deadline_after(timeout))
+            state = queue.park(node, None if timeout is None else monotonic() + timeout)
         except BaseException:
             # park() already withdrew the node or passed its notify on.
             self._reacquire(saved)
@@ -541,6 +543,13 @@ class BoundedSemaphore(Semaphore):
         wake(taken)
 
     def __exit__(self, *args: object) -> None:
+        mutex = self._mutex
+        mutex.acquire()
+        if not self._queue.waiters and self._value < self._initial_value:
+            self._value += 1
+            mutex.release()
+            return
+        mutex.release()
         self.release()
 
     def __repr__(self) -> str:

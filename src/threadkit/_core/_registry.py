@@ -62,7 +62,7 @@ _allocate_lock = _thread.allocate_lock
 class ThreadRecord:
     """What the registry knows about one live thread (plain data)."""
 
-    __slots__ = ("ident", "parker", "thread", "waiting", "__weakref__")
+    __slots__ = ("ident", "parker", "thread", "waiting", "node", "__weakref__")
 
     def __init__(self, ident: int) -> None:
         self.ident = ident
@@ -75,6 +75,9 @@ class ThreadRecord:
         #: itself; read by others without a lock (a stale read is harmless: it is data
         #: for reports and test helpers, never a decision).
         self.waiting: Waiter | None = None
+        #: The thread's one reusable ``Waiter`` (a thread waits on one thing at a
+        #: time); created by the wait queue on first use.
+        self.node: Waiter | None = None
 
     def unpark(self) -> None:
         """Give this thread a permit; a no-op if it already has one."""
@@ -206,5 +209,6 @@ def reset_after_fork() -> list[ThreadRecord]:
         me.parker = _allocate_lock()
         me.parker.acquire()
         me.waiting = None
+        me.node = None
         _records[ident] = me
     return dead

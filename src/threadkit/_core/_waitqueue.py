@@ -75,7 +75,13 @@ ABANDONED = WaitState.ABANDONED
 
 
 class Waiter:
-    """One thread's wait on one queue. ``state`` is written under the queue's mutex."""
+    """One thread's wait on one queue. ``state`` is written under the queue's mutex.
+
+    Each thread reuses one node for all its waits. That is safe because a thread
+    waits on one thing at a time and a node is reused only after its last wait
+    ended: by then its state was set, under the mutex, by whoever won, and the node
+    is in no queue. A waker that still holds it touches only ``record``.
+    """
 
     __slots__ = ("record", "queue", "state", "resource", "operation", "data")
 
@@ -121,15 +127,29 @@ class WaitQueue:
 
     # -- enqueueing ---------------------------------------------------------------------
     def add_locked(self, record: ThreadRecord, resource: object, operation: str) -> Waiter:
-        """Append a WAITING node for ``record``; the caller holds ``mutex``."""
-        node = Waiter(record, self, resource, operation)
+        """Append ``record``'s node, WAITING; the caller holds ``mutex``."""
+        node = record.node
+        if node is None:
+            node = record.node = Waiter(record, self, resource, operation)
+        else:
+            node.state = WAITING
+            node.queue = self
+            node.resource = resource
+            node.operation = operation
         self.waiters.append(node)
         record.waiting = node
         return node
 
     def add(self, record: ThreadRecord, resource: object, operation: str) -> Waiter:
-        """Append a WAITING node for ``record``, taking ``mutex``."""
-        node = Waiter(record, self, resource, operation)
+        """Append ``record``'s node, WAITING, taking ``mutex``."""
+        node = record.node
+        if node is None:
+            node = record.node = Waiter(record, self, resource, operation)
+        else:
+            node.state = WAITING
+            node.queue = self
+            node.resource = resource
+            node.operation = operation
         with self.mutex:
             self.waiters.append(node)
         record.waiting = node
@@ -160,9 +180,19 @@ class WaitQueue:
 
     def unpark(self, n: int = 1) -> int:
         """Wake up to ``n`` waiters in FIFO order; return how many were woken."""
+        waiters = self.waiters
+        taken = []
         with self.mutex:
-            taken = self.take_locked(n)
-        wake(taken)
+            while waiters and n > 0:
+                node = waiters.popleft()
+                node.state = SIGNALLED
+                taken.append(node)
+                n -= 1
+        for node in taken:
+            try:
+                node.record.parker.release()
+            except RuntimeError:
+                pass  # it already had a permit
         return len(taken)
 
     def unpark_all(self) -> int:
