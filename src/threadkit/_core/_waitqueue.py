@@ -83,7 +83,7 @@ class Waiter:
     is in no queue. A waker that still holds it touches only ``record``.
     """
 
-    __slots__ = ("record", "queue", "state", "resource", "operation", "data")
+    __slots__ = ("record", "queue", "state", "resource", "operation", "next", "head")
 
     def __init__(
         self, record: ThreadRecord, queue: WaitQueue, resource: object, operation: str
@@ -95,20 +95,48 @@ class Waiter:
         #: What the thread waits on and how, for diagnostics ("acquire", "wait", ...).
         self.resource = resource
         self.operation = operation
-        #: A value the waker hands to the waiter with the signal (e.g. a Barrier index).
-        self.data: Any = None
+        #: The node this one's thread wakes once it is awake itself (see ``wake``).
+        self.next: Waiter | None = None
+        #: True for the first node of a batch signalled together: ``wake`` unparks it.
+        self.head = False
 
     def __repr__(self) -> str:
         return f"<Waiter {self.record.ident} {self.operation} {self.state.value}>"
 
 
 def wake(nodes: list[Waiter]) -> None:
-    """Unpark the threads of ``nodes``, already marked SIGNALLED by the caller."""
+    """Start waking ``nodes``, which the caller marked SIGNALLED under the mutex.
+
+    A batch signalled together (``take_locked``, ``take_all_locked``) is a chain:
+    only its head is unparked here, and each woken thread unparks the next one
+    (``_pass_baton``) on its way out of the wait. Waking 5000 threads at once would
+    have all of them fight over the GIL (and the CPU) for nothing; the chain keeps
+    about one of them runnable at a time, and the waker does not spend its time
+    slice making syscalls for threads that could not run yet anyway. Every node of
+    the chain is already SIGNALLED, so the outcome of each wait is decided at once;
+    only the moment each thread resumes is staggered.
+    """
     for node in nodes:
-        try:
-            node.record.parker.release()
-        except RuntimeError:
-            pass  # it already had a permit
+        if node.head:
+            _unpark(node)
+
+
+def _unpark(node: Waiter) -> None:
+    try:
+        node.record.parker.release()
+    except RuntimeError:
+        pass  # it already had a permit
+
+
+def _chain(nodes: list[Waiter]) -> None:
+    """Link a batch of nodes signalled together; the caller holds the mutex."""
+    prev = None
+    for node in nodes:
+        node.head = prev is None
+        node.next = None
+        if prev is not None:
+            prev.next = node
+        prev = node
 
 
 class WaitQueue:
@@ -136,6 +164,7 @@ class WaitQueue:
             node.queue = self
             node.resource = resource
             node.operation = operation
+            node.next = None
         self.waiters.append(node)
         record.waiting = node
         return node
@@ -150,6 +179,7 @@ class WaitQueue:
             node.queue = self
             node.resource = resource
             node.operation = operation
+            node.next = None
         with self.mutex:
             self.waiters.append(node)
         record.waiting = node
@@ -168,6 +198,7 @@ class WaitQueue:
             node.state = SIGNALLED
             taken.append(node)
             n -= 1
+        _chain(taken)
         return taken
 
     def take_all_locked(self) -> list[Waiter]:
@@ -176,23 +207,15 @@ class WaitQueue:
         self.waiters.clear()
         for node in taken:
             node.state = SIGNALLED
+        _chain(taken)
         return taken
 
     def unpark(self, n: int = 1) -> int:
         """Wake up to ``n`` waiters in FIFO order; return how many were woken."""
-        waiters = self.waiters
-        taken = []
         with self.mutex:
-            while waiters and n > 0:
-                node = waiters.popleft()
-                node.state = SIGNALLED
-                taken.append(node)
-                n -= 1
-        for node in taken:
-            try:
-                node.record.parker.release()
-            except RuntimeError:
-                pass  # it already had a permit
+            taken = self.take_locked(n)
+        if taken:
+            _unpark(taken[0])
         return len(taken)
 
     def unpark_all(self) -> int:
@@ -236,7 +259,17 @@ class WaitQueue:
             raise
         finally:
             node.record.waiting = None
+            if node.next is not None:
+                self._pass_baton(node)
         return node.state
+
+    def _pass_baton(self, node: Waiter) -> None:
+        """Wake the next thread of ``node``'s chain (see ``wake``)."""
+        with self.mutex:
+            successor = node.next
+            node.next = None
+        if successor is not None:
+            _unpark(successor)
 
     def abandon(self, node: Waiter, pass_on: Callable[[], object] | None = None) -> bool:
         """Withdraw ``node`` from the queue; return True if it had been signalled.
@@ -252,6 +285,8 @@ class WaitQueue:
             else:
                 signalled = node.state is SIGNALLED
         node.record.waiting = None
+        if node.next is not None:
+            self._pass_baton(node)
         if signalled:
             if pass_on is None:
                 self.unpark(1)
@@ -269,6 +304,10 @@ class WaitQueue:
             self.waiters.remove(node)
             node.state = ABANDONED
             return True
+        successor = node.next
+        if successor is not None:
+            node.next = None
+            _unpark(successor)
         return False
 
     def forget_locked(self, node: Waiter) -> None:
@@ -278,6 +317,10 @@ class WaitQueue:
         except ValueError:
             pass
         node.state = ABANDONED
+        successor = node.next
+        if successor is not None:
+            node.next = None
+            _unpark(successor)
 
 
 def deadline_after(timeout: float | None) -> float | None:
