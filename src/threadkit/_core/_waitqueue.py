@@ -212,6 +212,16 @@ class WaitQueue:
 
     def unpark(self, n: int = 1) -> int:
         """Wake up to ``n`` waiters in FIFO order; return how many were woken."""
+        if n == 1:
+            # The common case (Lock release, notify()) without building a batch.
+            with self.mutex:
+                if not self.waiters:
+                    return 0
+                node = self.waiters.popleft()
+                node.state = SIGNALLED
+                node.next = None
+            _unpark(node)
+            return 1
         with self.mutex:
             taken = self.take_locked(n)
         if taken:
