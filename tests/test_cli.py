@@ -1,0 +1,64 @@
+"""The command line: ``threadkit demo`` and the benchmark script stay runnable."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import threadkit
+
+pytestmark = pytest.mark.timeout(120)
+ROOT = Path(__file__).resolve().parent.parent
+ENV = dict(os.environ, PYTHONPATH=str(Path(threadkit.__file__).parent.parent))
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=ENV
+    )
+
+
+def test_demo_runs_the_documentation_example_then_results() -> None:
+    out = run("-m", "threadkit", "demo", "-n", "4", "--min-sleep", "0.01", "--max-sleep", "0.05")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    done = [line for line in lines if re.fullmatch(r"Thread \d done!", line)]
+    assert sorted(done) == [f"Thread {i} done!" for i in range(1, 5)]
+    assert lines.index("All threads are done") > max(lines.index(d) for d in done)
+    assert "Main flow of application" in lines
+    # What threadkit adds: every result collected, the failure raised in the caller.
+    assert len([line for line in lines if re.search(r": slept \d+\.\d\ds$", line)]) == 4
+    assert any("raised in the caller: ConnectionError" in line for line in lines)
+    assert any("excepthook saw fetch-2 fail" in line for line in lines)
+
+
+def test_demo_help_and_bad_arguments() -> None:
+    out = run("-m", "threadkit", "demo", "--help")
+    assert out.returncode == 0
+    for option in ("--threads", "--min-sleep", "--max-sleep", "--seed"):
+        assert option in out.stdout
+    bad = run("-m", "threadkit", "demo", "--min-sleep", "2", "--max-sleep", "1")
+    assert bad.returncode == 2
+    assert "--min-sleep" in bad.stderr
+    assert run("-m", "threadkit", "demo", "--threads", "0").returncode == 2
+    assert run("-m", "threadkit").returncode == 2
+
+
+def test_benchmark_script_smoke() -> None:
+    # Not a timing test: it only proves every case still runs on both modules.
+    out = run(
+        str(ROOT / "benchmarks" / "bench_primitives.py"),
+        "--quick",
+        "--rounds",
+        "1",
+        "--waiters",
+        "50",
+        timeout=110,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "ERROR" not in out.stdout
