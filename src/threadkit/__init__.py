@@ -2,8 +2,10 @@
 
 ``import threadkit as threading`` runs existing threaded code unchanged: every public
 name of CPython 3.13's ``threading`` is here with the same signature, semantics and
-errors. On top of that, a thread keeps its outcome: ``Thread.result()`` returns the
-target's return value or raises its exception.
+errors. On top of that, a thread keeps its outcome (``Thread.result()`` returns the
+target's return value or raises its exception), and cancel scopes with deadlines
+(``CancelScope``, ``move_on_after``, ``fail_after``, ``Thread.cancel()``) wake a thread
+out of every threadkit blocking call.
 """
 
 from __future__ import annotations
@@ -11,6 +13,18 @@ from __future__ import annotations
 from _thread import TIMEOUT_MAX
 from _thread import error as ThreadError
 
+from ._core import (
+    Cancelled,
+    CancelScope,
+    checkpoint,
+    current_effective_deadline,
+    current_time,
+    fail_after,
+    fail_at,
+    move_on_after,
+    move_on_at,
+    sleep,
+)
 from ._sync import (
     Barrier,
     BoundedSemaphore,
@@ -80,6 +94,17 @@ __all__ = [
     "gettrace",
     "setprofile_all_threads",
     "settrace_all_threads",
+    # threadkit's own, beyond threading's:
+    "CancelScope",
+    "Cancelled",
+    "checkpoint",
+    "current_effective_deadline",
+    "current_time",
+    "fail_after",
+    "fail_at",
+    "move_on_after",
+    "move_on_at",
+    "sleep",
 ]
 
 # Names the interpreter and the standard library reach for when threadkit stands in

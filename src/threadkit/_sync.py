@@ -31,6 +31,8 @@ from ._core import (
     SIGNALLED,
     TIMED_OUT,
     WaitQueue,
+    armed,
+    checkpoint,
     current_record,
     deadline_after,
     thread_label,
@@ -79,7 +81,7 @@ class _LockBase:
     _queue: WaitQueue
     _waiters: Any
 
-    def _acquire_slow(self, blocking: bool, timeout: float) -> bool:
+    def _acquire_slow(self, blocking: bool, timeout: float, cancellable: bool = True) -> bool:
         _validate_acquire(blocking, timeout)
         try_acquire = self._lock.acquire
         if try_acquire(False):
@@ -98,7 +100,7 @@ class _LockBase:
                     queue.withdraw_locked(node)
                 # A signal that reached the node meant "the lock is free"; we took it.
                 return True
-            if queue.park(node, deadline) is TIMED_OUT:
+            if queue.park(node, deadline, None, cancellable) is TIMED_OUT:
                 return bool(try_acquire(False))
             # Signalled: the lock was released. Another thread may have barged in
             # first, in which case the loop parks again.
@@ -130,7 +132,14 @@ class Lock(_LockBase):
         OverflowError for bad arguments, exactly as ``threading.Lock`` does. If the
         wait is interrupted (KeyboardInterrupt), the lock is not held and the
         thread's place in the queue is given up.
+
+        A blocking acquire is a cancellation point: it raises ``Cancelled`` on entry
+        if the thread is cancelled, or when it is cancelled (or a scope's deadline
+        passes) while waiting; the lock is then not held. ``timeout`` keeps its
+        meaning (a False return); a scope's deadline raises instead.
         """
+        if armed[0] and blocking:
+            checkpoint()
         if timeout == -1 and self._lock.acquire(False):
             self._owner = _get_ident()
             return True
@@ -168,7 +177,11 @@ class Lock(_LockBase):
         self.release()
 
     def _acquire_restore(self, _state: object) -> None:
-        self.acquire()
+        # Not a cancellation point: Condition.wait must hold the lock again even
+        # when it is leaving with Cancelled.
+        if not self._lock.acquire(False):
+            self._acquire_slow(True, -1, False)
+        self._owner = _get_ident()
 
     def _is_owned(self) -> bool:
         return bool(self._lock.locked())
@@ -220,8 +233,11 @@ class RLock(_LockBase):
         Returns True if acquired, False if ``blocking`` is false or ``timeout``
         (seconds, -1 for none) expired first. Bad arguments raise what
         ``threading.RLock`` raises. If the wait is interrupted (KeyboardInterrupt),
-        the lock is not held and the recursion count is unchanged.
+        the lock is not held and the recursion count is unchanged. A blocking
+        acquire is a cancellation point, like ``Lock.acquire``.
         """
+        if armed[0] and blocking:
+            checkpoint()
         if timeout == -1 and self._lock.acquire(False):
             return True
         return self._acquire_slow(blocking, timeout)
@@ -256,7 +272,7 @@ class RLock(_LockBase):
     def _acquire_restore(self, state: tuple[int, int]) -> None:
         lock = self._lock
         if not lock.acquire(False):
-            self._acquire_slow(True, -1)
+            self._acquire_slow(True, -1, False)  # not a cancellation point
         count = state[0]
         while count > 1:
             lock.acquire(False)
@@ -350,9 +366,16 @@ class Condition:
         including an exception, the lock is held again before ``wait`` returns or
         raises; a notify that reached a waiter interrupted by an exception is passed
         to the next waiter.
+
+        A cancellation point: raises ``Cancelled`` on entry if the thread is
+        cancelled, or when it is cancelled (or a scope's deadline passes) while
+        waiting, always with the lock held again; a notify it had received goes to
+        the next waiter.
         """
         if not self._is_owned():
             raise RuntimeError("cannot wait on un-acquired lock")
+        if armed[0]:
+            checkpoint()
         rec = current_record()
         queue = self._queue
         node = queue.add(rec, self, "wait")
@@ -400,8 +423,11 @@ class Condition:
         """Wait until ``predicate()`` is true; return its last value.
 
         With ``timeout``, gives up once it expires and returns the predicate's value
-        (false). Same locking rules and interruption guarantees as ``wait``.
+        (false). Same locking rules and interruption guarantees as ``wait``, and a
+        cancellation point even when the predicate is true at once.
         """
+        if armed[0]:
+            checkpoint()
         deadline = None
         wait_time = timeout
         result = predicate()
@@ -462,9 +488,13 @@ class Semaphore:
 
         Without ``blocking`` returns at once; ``timeout`` (seconds) bounds the wait.
         A permit handed to a waiter interrupted by an exception is passed on.
+        A blocking acquire is a cancellation point (``Cancelled`` on entry or while
+        waiting; no permit is taken or lost).
         """
         if not blocking and timeout is not None:
             raise ValueError("can't specify timeout for non-blocking acquire")
+        if armed[0] and blocking:
+            checkpoint()
         mutex = self._mutex
         mutex.acquire()
         if self._value > 0:
@@ -597,7 +627,10 @@ class Event:
 
         Returns True if the flag was set before or during the wait, otherwise the
         flag's value when the timeout expired (False unless set at that instant).
+        A cancellation point, even when the flag is already set.
         """
+        if armed[0]:
+            checkpoint()
         if self._flag:
             return True
         rec = current_record()
@@ -667,8 +700,12 @@ class Barrier:
         The index is from 0 to ``parties - 1``. ``timeout`` (seconds; default the
         barrier's own) expiring breaks the barrier, and every waiter, this one
         included, raises BrokenBarrierError. An exception that interrupts the wait
-        breaks the barrier the same way before it propagates.
+        breaks the barrier the same way before it propagates; so does cancellation:
+        ``wait`` is a cancellation point, and a cancelled waiter breaks the barrier
+        for the others (BrokenBarrierError) and raises ``Cancelled`` itself.
         """
+        if armed[0]:
+            checkpoint()
         if timeout is None:
             timeout = self._timeout
         rec = current_record()

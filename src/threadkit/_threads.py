@@ -34,10 +34,19 @@ from typing import Any
 
 from ._core import (
     TIMED_OUT,
+    Cancelled,
+    CancelScope,
+    ThreadRecord,
     WaitQueue,
     after_fork_in_child,
+    armed,
+    checkpoint,
     current_record,
+    enter_root,
+    exit_root,
+    record_for,
     register_current,
+    set_foreign_record_hook,
     set_namer,
     unregister_current,
     wake,
@@ -184,6 +193,8 @@ class Thread:
         self._exception: BaseException | None = None
         self._traceback: TracebackType | None = None
         self._stderr = sys.stderr
+        #: The outermost cancel scope of the thread: what ``cancel()`` cancels.
+        self._root_scope = CancelScope()
         self._initialized = True
 
     def __repr__(self) -> str:
@@ -244,7 +255,8 @@ class Thread:
             raise
 
     def _bootstrap_inner(self) -> None:
-        register_current(self)
+        rec = register_current(self)
+        enter_root(rec, self._root_scope)
         ident = get_ident()
         with _mutex:
             self._ident = ident
@@ -263,9 +275,12 @@ class Thread:
             except BaseException as exc:
                 self._exception = exc
                 self._traceback = exc.__traceback__
-                self._report(exc)
+                # Ending because someone called cancel() is not a failure.
+                if not (isinstance(exc, Cancelled) and exc.scope is self._root_scope):
+                    self._report(exc)
                 del exc
         finally:
+            exit_root(rec, self._root_scope)
             with _mutex:
                 if _active.get(ident) is self:
                     del _active[ident]
@@ -289,8 +304,10 @@ class Thread:
         finally:
             del args
 
-    def _wait_stopped(self, timeout: float | None) -> bool:
+    def _wait_stopped(self, timeout: float | None, cancellable: bool = True) -> bool:
         """Park until the thread has stopped; return False if ``timeout`` expired."""
+        if cancellable and armed[0]:
+            checkpoint()
         if self._state is STOPPED:
             return True
         deadline = None if timeout is None else monotonic() + max(timeout, 0)
@@ -301,7 +318,7 @@ class Thread:
                 if self._state is STOPPED:
                     return True
                 node = queue.add_locked(rec, self, "join")
-            if queue.park(node, deadline, _noop) is TIMED_OUT:
+            if queue.park(node, deadline, _noop, cancellable) is TIMED_OUT:
                 return self._state is STOPPED
 
     def _check_waitable(self, what: str) -> None:
@@ -317,7 +334,8 @@ class Thread:
 
         Check ``is_alive()`` afterwards to tell which. RuntimeError for a thread
         not yet started or for the calling thread itself. Never raises the
-        thread's own exception: use ``result()`` for that.
+        thread's own exception: use ``result()`` for that. A cancellation point:
+        ``Cancelled`` on entry or while waiting (the thread itself is unaffected).
         """
         self._check_waitable("join")
         self._wait_stopped(timeout)
@@ -325,9 +343,10 @@ class Thread:
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the thread to end; return what ``run()`` returned, or raise what it raised.
 
-        The exception is raised with its original traceback. Raises TimeoutError if
-        ``timeout`` (seconds) expires first, RuntimeError for a thread not yet
-        started or for the calling thread itself.
+        The exception is raised with its original traceback; a thread ended by
+        ``cancel()`` raises its ``Cancelled``. Raises TimeoutError if ``timeout``
+        (seconds) expires first, RuntimeError for a thread not yet started or for
+        the calling thread itself. A cancellation point, like ``join``.
         """
         self._check_waitable("get the result of")
         if not self._wait_stopped(timeout):
@@ -345,6 +364,22 @@ class Thread:
         if not self._wait_stopped(timeout):
             raise TimeoutError(f"{self._name} did not finish within {timeout} seconds")
         return self._exception
+
+    def cancel(self) -> None:
+        """Cancel what this thread is doing and will do.
+
+        The thread gets ``Cancelled`` at its current or next cancellation point
+        (any blocking threadkit call, ``checkpoint()``, ``sleep()``); code blocked
+        outside threadkit sees it at its next threadkit call. Callable from any
+        thread, before or after ``start()``; never blocks. A thread that ends with
+        this ``Cancelled`` is not reported to ``excepthook``.
+        """
+        self._root_scope.cancel()
+
+    @property
+    def cancel_called(self) -> bool:
+        """True once ``cancel()`` was called on this thread."""
+        return self._root_scope.cancel_called
 
     def is_alive(self) -> bool:
         """Return True from ``start()`` until ``run()`` has ended."""
@@ -383,7 +418,7 @@ class Thread:
                     if self._native_id is not None or self._state is not STARTED:
                         break
                     node = self._done.add_locked(rec, self, "native_id")
-                self._done.park(node, None, _noop)
+                self._done.park(node, None, _noop, False)
         return self._native_id
 
     @property
@@ -506,6 +541,9 @@ class _DummyThread(Thread):
         with _mutex:
             _active[ident] = self
             _dummy_refs[ident] = weakref.ref(sentinel, functools.partial(_dummy_ended, self))
+        rec = record_for(ident)
+        if rec is not None:
+            _bind_foreign(rec)
 
     def is_alive(self) -> bool:
         if self._state is STARTED:
@@ -555,6 +593,20 @@ def _main_ident() -> tuple[int, int | None]:
 
 _main_thread: Thread = _MainThread(*_main_ident())
 _active[_main_ident()[0]] = _main_thread
+
+
+def _bind_foreign(rec: ThreadRecord) -> None:
+    """Give a thread threadkit did not start its root scope, so ``cancel()`` reaches it."""
+    thread = _active.get(rec.ident)
+    if thread is not None and rec.thread is None:
+        rec.thread = thread
+        enter_root(rec, thread._root_scope)
+
+
+set_foreign_record_hook(_bind_foreign)
+_main_record = record_for(_main_thread._ident or 0)
+if _main_record is not None:
+    _bind_foreign(_main_record)
 
 
 # -- module functions -------------------------------------------------------------------
@@ -690,7 +742,7 @@ def _shutdown() -> None:
         if not pending:
             return
         for thread in pending:
-            thread._wait_stopped(None)
+            thread._wait_stopped(None, cancellable=False)
 
 
 atexit.register(_shutdown)

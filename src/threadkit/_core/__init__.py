@@ -6,6 +6,19 @@ package uses only the names exported here. This package imports nothing above it
 
 from __future__ import annotations
 
+from ._cancel import (
+    Cancelled,
+    CancelScope,
+    armed,
+    check_cancelled,
+    enter_root,
+    exit_root,
+    fail_after,
+    fail_at,
+    move_on_after,
+    move_on_at,
+)
+from ._cancel import reset_after_fork as _reset_cancel_after_fork
 from ._registry import (
     ThreadRecord,
     current_record,
@@ -13,10 +26,12 @@ from ._registry import (
     records,
     register_current,
     reset_after_fork,
+    set_foreign_record_hook,
     set_namer,
     thread_label,
     unregister_current,
 )
+from ._timing import checkpoint, current_effective_deadline, current_time, sleep
 from ._waitqueue import (
     ABANDONED,
     SIGNALLED,
@@ -30,6 +45,21 @@ from ._waitqueue import (
 )
 
 __all__ = [
+    "CancelScope",
+    "Cancelled",
+    "armed",
+    "check_cancelled",
+    "checkpoint",
+    "current_effective_deadline",
+    "current_time",
+    "enter_root",
+    "exit_root",
+    "fail_after",
+    "fail_at",
+    "move_on_after",
+    "move_on_at",
+    "set_foreign_record_hook",
+    "sleep",
     "ABANDONED",
     "SIGNALLED",
     "TIMED_OUT",
@@ -70,6 +100,7 @@ def after_fork_in_child() -> None:
     not spent on a thread that no longer exists. Such a queue's mutex may have been
     held by a vanished thread at the instant of the fork; it is replaced first.
     """
+    _reset_cancel_after_fork()
     for rec in reset_after_fork():
         node = rec.waiting
         if node is None:

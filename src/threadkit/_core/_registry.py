@@ -41,6 +41,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._cancel import CancelScope
     from ._waitqueue import Waiter
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "register_current",
     "unregister_current",
     "reset_after_fork",
+    "set_foreign_record_hook",
     "set_namer",
     "thread_label",
 ]
@@ -62,7 +64,7 @@ _allocate_lock = _thread.allocate_lock
 class ThreadRecord:
     """What the registry knows about one live thread (plain data)."""
 
-    __slots__ = ("ident", "parker", "thread", "waiting", "node", "__weakref__")
+    __slots__ = ("ident", "parker", "thread", "waiting", "node", "scopes", "__weakref__")
 
     def __init__(self, ident: int) -> None:
         self.ident = ident
@@ -78,6 +80,9 @@ class ThreadRecord:
         #: The thread's one reusable ``Waiter`` (a thread waits on one thing at a
         #: time); created by the wait queue on first use.
         self.node: Waiter | None = None
+        #: The cancel scopes this thread is inside, outermost first (under the cancel
+        #: module's mutex; see ``_cancel``).
+        self.scopes: list[CancelScope] = []
 
     def unpark(self) -> None:
         """Give this thread a permit; a no-op if it already has one."""
@@ -133,6 +138,8 @@ def current_record() -> ThreadRecord:
     with _mutex:
         _records[ident] = rec
         _sentinel_refs[ident] = weakref.ref(sentinel, _drop_foreign(ident, rec))
+    if _on_foreign_record is not None:
+        _on_foreign_record(rec)
     return rec
 
 
@@ -160,6 +167,14 @@ def unregister_current() -> None:
 
 
 _namer: Any = None
+#: Called with each new record of a thread threadkit did not start (set by _threads).
+_on_foreign_record: Any = None
+
+
+def set_foreign_record_hook(hook: Any) -> None:
+    """Install ``hook(record)``, called when a foreign thread gets its record."""
+    global _on_foreign_record
+    _on_foreign_record = hook
 
 
 def set_namer(namer: Any) -> None:

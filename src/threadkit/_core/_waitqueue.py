@@ -47,16 +47,19 @@ from __future__ import annotations
 
 import _thread
 import enum
+import math
 from collections import deque
 from collections.abc import Callable
 from time import monotonic
 from typing import Any
 
+from ._cancel import Cancelled, armed, cancel_source, effective_deadline
 from ._registry import ThreadRecord
 
 __all__ = ["WaitQueue", "WaitState", "Waiter", "wake"]
 
 TIMEOUT_MAX: float = _thread.TIMEOUT_MAX
+_INF = math.inf
 
 
 class WaitState(enum.Enum):
@@ -241,34 +244,52 @@ class WaitQueue:
         node: Waiter,
         deadline: float | None,
         pass_on: Callable[[], object] | None = None,
+        cancellable: bool = True,
     ) -> WaitState:
         """Block until ``node`` is signalled or ``deadline`` (monotonic) passes.
 
-        Returns the node's final state, SIGNALLED or TIMED_OUT. If an exception
-        (KeyboardInterrupt) interrupts the wait, the node is resolved before the
-        exception propagates: taken out of the queue if still waiting, or, if a
-        signal had already reached it, handed on through ``pass_on``.
+        Returns the node's final state, SIGNALLED or TIMED_OUT. A cancellation point
+        (unless ``cancellable`` is false): if the thread's cancel scopes are cancelled,
+        or one's deadline passes, raises ``Cancelled`` instead. If an exception
+        (``Cancelled``, KeyboardInterrupt) ends the wait, the node is resolved before
+        it propagates: taken out of the queue if still waiting or, if a signal had
+        already reached it, the signal is handed on through ``pass_on``.
         """
-        parker = node.record.parker
+        rec = node.record
+        parker = rec.parker
         try:
-            if deadline is None:
-                while node.state is WAITING:
+            while node.state is WAITING:
+                if cancellable and armed[0]:
+                    scope = cancel_source(rec)
+                    if scope is not None:
+                        raise Cancelled(scope)
+                    wake_at = effective_deadline(rec)
+                    if deadline is not None and deadline < wake_at:
+                        wake_at = deadline
+                elif deadline is None:
                     parker.acquire()
-            else:
-                while node.state is WAITING:
-                    remaining = deadline - monotonic()
-                    if remaining <= 0:
-                        with self.mutex:
-                            if node.state is WAITING:
-                                self.waiters.remove(node)
-                                node.state = TIMED_OUT
-                        break
+                    continue
+                else:
+                    wake_at = deadline
+                if wake_at == _INF:
+                    parker.acquire()
+                    continue
+                remaining = wake_at - monotonic()
+                if remaining > 0:
                     parker.acquire(True, min(remaining, TIMEOUT_MAX))
+                elif deadline is not None and deadline <= wake_at:
+                    # The call's own timeout: threading's meaning, a False return.
+                    with self.mutex:
+                        if node.state is WAITING:
+                            self.waiters.remove(node)
+                            node.state = TIMED_OUT
+                    break
+                # Otherwise a scope's deadline passed: the next round raises Cancelled.
         except BaseException:
             self.abandon(node, pass_on)
             raise
         finally:
-            node.record.waiting = None
+            rec.waiting = None
             if node.next is not None:
                 self._pass_baton(node)
         return node.state

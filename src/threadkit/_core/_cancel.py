@@ -1,0 +1,351 @@
+"""Cancel scopes: cooperative cancellation and deadlines for threads.
+
+The idea
+--------
+trio's cancel scopes, adapted to real threads. A ``CancelScope`` is a ``with`` block
+with an optional deadline; ``cancel()`` may be called from any thread. Each thread
+has a stack of the scopes it is inside (``ThreadRecord.scopes``); a scope knows the
+records of every thread whose stack holds it (``_records``: the thread that entered
+it, and, later, threads started inside it by a task group).
+
+A thread is *cancelled* when, walking its stack from the innermost scope outwards,
+a scope is found that was cancelled or whose deadline has passed before a shielded
+scope stops the walk. That innermost cancelled scope is the *source*: the
+``Cancelled`` raised carries it, and only that scope catches it on the way out.
+
+Delivery
+--------
+Every call that can block checks on entry (``check_cancelled``), and a thread parked
+in the core re-checks each time it wakes. ``cancel()`` and the deadline setter wake
+every thread attached to the scope: a parked thread resolves its own wait node
+under the queue's mutex, exactly like a timeout, so the one-winner rule holds: a
+signal that got there first wins and the cancellation is seen at the next
+cancellation point. A thread parks until the nearest of its call's timeout and its
+scopes' deadlines.
+
+Cost when unused
+----------------
+``armed[0]`` counts the entered scopes that are cancelled or have a deadline. While
+it is zero, which is always the case in a program that never uses cancellation or
+deadlines, a blocking call pays one list lookup for cancellation and a parked
+thread never computes a deadline. An entered scope with neither costs nothing.
+
+Rejected: asynchronous exceptions (``PyThreadState_SetAsyncExc``) cannot wake a
+thread blocked in C and can fire in the middle of a ``finally`` block; polling a
+flag with short timeouts costs latency or CPU.
+"""
+
+from __future__ import annotations
+
+import _thread
+import math
+from time import monotonic
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._registry import ThreadRecord
+
+__all__ = [
+    "CancelScope",
+    "Cancelled",
+    "armed",
+    "cancel_source",
+    "check_cancelled",
+    "effective_deadline",
+    "enter_root",
+    "exit_root",
+    "fail_after",
+    "fail_at",
+    "move_on_after",
+    "move_on_at",
+]
+
+#: Number of entered scopes that are cancelled or have a deadline (see above).
+armed = [0]
+# Guards every scope's state and every record's ``scopes`` list. Never held while
+# blocking or calling out.
+_mutex = _thread.allocate_lock()
+
+
+class Cancelled(BaseException):
+    """Raised at a cancellation point in a cancelled scope.
+
+    A ``BaseException``, so ``except Exception`` does not swallow it. The scope that
+    was cancelled catches it when the exception leaves that scope's ``with`` block.
+    """
+
+    def __init__(self, scope: CancelScope | None = None) -> None:
+        super().__init__(f"cancelled by {scope!r}" if scope is not None else "cancelled")
+        #: The scope whose cancellation this is.
+        self.scope = scope
+
+
+class CancelScope:
+    """A ``with`` block that can be cancelled, from any thread, or given a deadline.
+
+    ``deadline`` is on the ``current_time()`` clock (None: none). ``shield=True`` hides
+    the cancellation of enclosing scopes from the code inside. Each scope may be
+    entered once, and must be exited in the thread that entered it.
+    """
+
+    __slots__ = (
+        "_deadline",
+        "_shield",
+        "_cancel_called",
+        "_cancelled_caught",
+        "_records",
+        "_owner",
+        "_state",
+        "_armed",
+    )
+
+    def __init__(self, *, deadline: float | None = None, shield: bool = False) -> None:
+        self._deadline = deadline
+        self._shield = shield
+        self._cancel_called = False
+        self._cancelled_caught = False
+        #: Records of the threads whose scope stack holds this scope (under _mutex).
+        self._records: list[ThreadRecord] = []
+        self._owner: ThreadRecord | None = None
+        self._state = "new"  # new -> entered -> exited
+        self._armed = False  # counted in ``armed``
+
+    def __repr__(self) -> str:
+        parts = [self._state]
+        if self._cancel_called:
+            parts.append("cancelled")
+        if self._deadline is not None:
+            parts.append(f"deadline in {self._deadline - monotonic():.3f}s")
+        if self._shield:
+            parts.append("shielded")
+        return f"<threadkit.CancelScope {', '.join(parts)}>"
+
+    # -- the with block -------------------------------------------------------------------
+    def __enter__(self) -> CancelScope:
+        from ._registry import current_record
+
+        rec = current_record()
+        with _mutex:
+            if self._state != "new":
+                raise RuntimeError("each CancelScope may only be used for a single 'with' block")
+            self._state = "entered"
+            self._owner = rec
+            rec.scopes.append(self)
+            self._records.append(rec)
+            self._rearm_locked()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        from ._registry import current_record
+
+        rec = current_record()
+        with _mutex:
+            if rec is not self._owner:
+                raise RuntimeError(
+                    "a CancelScope must be exited in the thread that entered it "
+                    f"(entered in thread {self._owner.ident if self._owner else '?'}, "
+                    f"exited in thread {rec.ident})"
+                )
+            out_of_order = not rec.scopes or rec.scopes[-1] is not self
+            if self in rec.scopes:
+                rec.scopes.remove(self)
+            self._detach_all_locked()
+            self._state = "exited"
+        if out_of_order:
+            raise RuntimeError("cancel scopes must be exited in the reverse order of entry")
+        if isinstance(exc, Cancelled) and exc.scope is self:
+            self._cancelled_caught = True
+            return True
+        return False
+
+    # -- state ----------------------------------------------------------------------------
+    def cancel(self) -> None:
+        """Cancel this scope: code inside it gets ``Cancelled`` at its next (or current)
+        cancellation point. Callable from any thread, any number of times; never blocks.
+        """
+        with _mutex:
+            if self._cancel_called:
+                return
+            self._cancel_called = True
+            self._rearm_locked()
+            records = list(self._records)
+        _wake(records)
+
+    @property
+    def cancel_called(self) -> bool:
+        """True once ``cancel()`` was called or the deadline was found to have passed."""
+        deadline = self._deadline
+        if not self._cancel_called and deadline is not None and monotonic() >= deadline:
+            self._cancel_called = True
+        return self._cancel_called
+
+    @property
+    def cancelled_caught(self) -> bool:
+        """True if this scope caught its own ``Cancelled`` when its block ended."""
+        return self._cancelled_caught
+
+    @property
+    def deadline(self) -> float | None:
+        """The deadline on the ``current_time()`` clock, or None. Settable."""
+        return self._deadline
+
+    @deadline.setter
+    def deadline(self, value: float | None) -> None:
+        if value is not None and math.isnan(value):
+            raise ValueError("deadline must not be NaN")
+        with _mutex:
+            self._deadline = value
+            self._rearm_locked()
+            records = list(self._records)
+        _wake(records)  # they re-compute how long to park
+
+    @property
+    def shield(self) -> bool:
+        """Whether cancellation of enclosing scopes is hidden inside. Settable."""
+        return self._shield
+
+    @shield.setter
+    def shield(self, value: bool) -> None:
+        with _mutex:
+            self._shield = bool(value)
+            records = list(self._records)
+        _wake(records)
+
+    # -- bookkeeping (under _mutex) ---------------------------------------------------------
+    def _rearm_locked(self) -> None:
+        want = self._state == "entered" and (self._cancel_called or self._deadline is not None)
+        if want != self._armed:
+            self._armed = want
+            armed[0] += 1 if want else -1
+
+    def _detach_all_locked(self) -> None:
+        self._records.clear()
+        if self._armed:
+            self._armed = False
+            armed[0] -= 1
+
+    def _attach_locked(self, rec: ThreadRecord) -> None:
+        """Put this (already entered) scope on another thread's stack (task groups)."""
+        self._records.append(rec)
+        rec.scopes.append(self)
+
+
+class _FailScope(CancelScope):
+    """A scope that turns its own expiry into ``TimeoutError``."""
+
+    __slots__ = ()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        caught = super().__exit__(exc_type, exc, tb)
+        if caught:
+            raise TimeoutError("deadline exceeded") from None
+        return caught
+
+
+def move_on_at(deadline: float, *, shield: bool = False) -> CancelScope:
+    """A scope cancelled at ``deadline`` (``current_time()`` clock); the block just ends."""
+    return CancelScope(deadline=deadline, shield=shield)
+
+
+def move_on_after(seconds: float, *, shield: bool = False) -> CancelScope:
+    """A scope cancelled ``seconds`` from now; the block just ends. ValueError if negative."""
+    if seconds < 0:
+        raise ValueError("seconds must be non-negative")
+    return CancelScope(deadline=monotonic() + seconds, shield=shield)
+
+
+def fail_at(deadline: float, *, shield: bool = False) -> CancelScope:
+    """Like ``move_on_at``, but raise ``TimeoutError`` if the deadline cancels the block."""
+    return _FailScope(deadline=deadline, shield=shield)
+
+
+def fail_after(seconds: float, *, shield: bool = False) -> CancelScope:
+    """Like ``move_on_after``, but raise ``TimeoutError`` if the deadline cancels the block."""
+    if seconds < 0:
+        raise ValueError("seconds must be non-negative")
+    return _FailScope(deadline=monotonic() + seconds, shield=shield)
+
+
+def enter_root(rec: ThreadRecord, scope: CancelScope) -> None:
+    """Make ``scope`` the outermost scope of ``rec``'s thread (``Thread.cancel``)."""
+    with _mutex:
+        if scope._state == "new":
+            scope._state = "entered"
+            scope._owner = rec
+        rec.scopes.insert(0, scope)
+        scope._records.append(rec)
+        scope._rearm_locked()
+
+
+def exit_root(rec: ThreadRecord, scope: CancelScope) -> None:
+    """Take a thread's root scope off its stack (the thread is ending)."""
+    with _mutex:
+        if scope in rec.scopes:
+            rec.scopes.remove(scope)
+        if rec in scope._records:
+            scope._records.remove(rec)
+        if not scope._records:
+            scope._state = "exited"
+            scope._rearm_locked()
+
+
+def _wake(records: list[ThreadRecord]) -> None:
+    for rec in records:
+        rec.unpark()
+
+
+def cancel_source(rec: ThreadRecord) -> CancelScope | None:
+    """Return the innermost cancelled scope visible to ``rec``'s thread, or None."""
+    now = None
+    for scope in reversed(rec.scopes):
+        if scope._cancel_called:
+            return scope
+        deadline = scope._deadline
+        if deadline is not None:
+            if now is None:
+                now = monotonic()
+            if now >= deadline:
+                scope._cancel_called = True
+                return scope
+        if scope._shield:
+            return None
+    return None
+
+
+def effective_deadline(rec: ThreadRecord) -> float:
+    """The nearest deadline visible to ``rec``'s thread: -inf if it is cancelled
+    already, +inf if there is none."""
+    best = math.inf
+    for scope in reversed(rec.scopes):
+        if scope._cancel_called:
+            return -math.inf
+        deadline = scope._deadline
+        if deadline is not None and deadline < best:
+            best = deadline
+        if scope._shield:
+            break
+    return best
+
+
+def check_cancelled(rec: ThreadRecord) -> None:
+    """Raise ``Cancelled`` if ``rec``'s thread is cancelled (a cancellation point)."""
+    scope = cancel_source(rec)
+    if scope is not None:
+        raise Cancelled(scope)
+
+
+def reset_after_fork() -> None:
+    """In a forked child: a fresh mutex (a vanished thread may have held it)."""
+    global _mutex
+    _mutex = _thread.allocate_lock()
