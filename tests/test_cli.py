@@ -35,6 +35,35 @@ def test_demo_runs_the_documentation_example_then_results() -> None:
     assert len([line for line in lines if re.search(r": slept \d+\.\d\ds$", line)]) == 4
     assert any("raised in the caller: ConnectionError" in line for line in lines)
     assert any("excepthook saw fetch-2 fail" in line for line in lines)
+    # A deadline: every download either finished or was cancelled, none left behind.
+    assert any(line.startswith("== Deadlines") for line in lines)
+    outcomes = [line for line in lines if re.match(r"  download-\d -> ", line)]
+    assert len(outcomes) == 4
+    assert all(re.search(r"-> (download \d: |cancelled$)", line) for line in outcomes)
+    assert any(line.startswith("  all done after") for line in lines)
+
+
+def test_demo_deadline_cancels_slow_threads() -> None:
+    # With seed 3, three downloads sleep 1.28 s to 2 s against a 1 s deadline: they
+    # must be cancelled, and the demo must not wait for them.
+    out = run(
+        "-m",
+        "threadkit",
+        "demo",
+        "-n",
+        "6",
+        "--min-sleep",
+        "0",
+        "--max-sleep",
+        "2",
+        "--seed",
+        "3",
+        timeout=90,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "cancelling them" in out.stdout
+    cancelled = re.findall(r"download-(\d) -> cancelled", out.stdout)
+    assert sorted(cancelled) == ["2", "4", "6"]
 
 
 def test_demo_help_and_bad_arguments() -> None:

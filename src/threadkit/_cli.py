@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Run the example from the threading documentation with threadkit: N threads "
             "each sleep a random time and report when done; then collect each thread's "
-            "result with result(), and re-raise a failure in the caller."
+            "result with result(), re-raise a failure in the caller, and cancel the "
+            "threads still running when a deadline passes."
         ),
     )
     demo.add_argument(
@@ -66,6 +67,41 @@ def _fetch(n: int, seconds: float) -> str:
     if n == 2:
         raise ConnectionError(f"page {n} could not be fetched")
     return f"page {n}: {seconds:.2f}s"
+
+
+def _slow_download(n: int, seconds: float) -> str:
+    """Stand-in for slow I/O that honours cancellation: threadkit.sleep wakes on it."""
+    threadkit.sleep(seconds)
+    return f"download {n}: {seconds:.2f}s"
+
+
+def _deadline_demo(threads: int, low: float, high: float, rng: random.Random) -> None:
+    deadline = (low + high) / 2
+    print()
+    print(f"== Deadlines: stop waiting after {deadline:.2f}s and cancel the slow threads ==")
+    workers = [
+        threadkit.Thread(
+            target=_slow_download, args=(i, rng.uniform(low, high)), name=f"download-{i}"
+        )
+        for i in range(1, threads + 1)
+    ]
+    for t in workers:
+        t.start()
+    started = threadkit.current_time()
+    with threadkit.move_on_after(deadline) as scope:
+        for t in workers:
+            t.join()  # a cancellation point: the deadline wakes it
+    if scope.cancelled_caught:
+        late = [t for t in workers if t.is_alive()]
+        print(f"  deadline passed with {len(late)} still running; cancelling them")
+        for t in late:
+            t.cancel()  # wakes each out of threadkit.sleep at once
+    for t in workers:
+        try:
+            print(f"  {t.name} -> {t.result()}")
+        except threadkit.Cancelled:
+            print(f"  {t.name} -> cancelled")
+    print(f"  all done after {threadkit.current_time() - started:.2f}s")
 
 
 def demo(threads: int, low: float, high: float, rng: random.Random) -> int:
@@ -112,6 +148,8 @@ def demo(threads: int, low: float, high: float, rng: random.Random) -> int:
                 print(f"  {t.name} raised in the caller: {exc!r}")
     finally:
         threadkit.excepthook = saved
+
+    _deadline_demo(threads, low, high, rng)
     return 0
 
 
