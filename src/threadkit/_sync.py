@@ -31,10 +31,10 @@ from ._core import (
     SIGNALLED,
     TIMED_OUT,
     WaitQueue,
-    armed,
     checkpoint,
     current_record,
     deadline_after,
+    on_armed,
     thread_label,
     wake,
 )
@@ -70,6 +70,19 @@ def _validate_acquire(blocking: bool, timeout: float) -> None:
 
 def _noop() -> None:
     pass
+
+
+# True while some entered scope is cancelled or has a deadline: only then do the
+# entry checks of the blocking calls below need to look (see _core.on_armed).
+_ARMED = False
+
+
+def _set_armed(flag: bool) -> None:
+    global _ARMED
+    _ARMED = flag
+
+
+on_armed(_set_armed)
 
 
 class _LockBase:
@@ -138,7 +151,7 @@ class Lock(_LockBase):
         passes) while waiting; the lock is then not held. ``timeout`` keeps its
         meaning (a False return); a scope's deadline raises instead.
         """
-        if armed[0] and blocking:
+        if _ARMED and blocking:
             checkpoint()
         if timeout == -1 and self._lock.acquire(False):
             self._owner = _get_ident()
@@ -236,7 +249,7 @@ class RLock(_LockBase):
         the lock is not held and the recursion count is unchanged. A blocking
         acquire is a cancellation point, like ``Lock.acquire``.
         """
-        if armed[0] and blocking:
+        if _ARMED and blocking:
             checkpoint()
         if timeout == -1 and self._lock.acquire(False):
             return True
@@ -374,7 +387,7 @@ class Condition:
         """
         if not self._is_owned():
             raise RuntimeError("cannot wait on un-acquired lock")
-        if armed[0]:
+        if _ARMED:
             checkpoint()
         rec = current_record()
         queue = self._queue
@@ -426,7 +439,7 @@ class Condition:
         (false). Same locking rules and interruption guarantees as ``wait``, and a
         cancellation point even when the predicate is true at once.
         """
-        if armed[0]:
+        if _ARMED:
             checkpoint()
         deadline = None
         wait_time = timeout
@@ -493,7 +506,7 @@ class Semaphore:
         """
         if not blocking and timeout is not None:
             raise ValueError("can't specify timeout for non-blocking acquire")
-        if armed[0] and blocking:
+        if _ARMED and blocking:
             checkpoint()
         mutex = self._mutex
         mutex.acquire()
@@ -629,7 +642,7 @@ class Event:
         flag's value when the timeout expired (False unless set at that instant).
         A cancellation point, even when the flag is already set.
         """
-        if armed[0]:
+        if _ARMED:
             checkpoint()
         if self._flag:
             return True
@@ -704,7 +717,7 @@ class Barrier:
         ``wait`` is a cancellation point, and a cancelled waiter breaks the barrier
         for the others (BrokenBarrierError) and raises ``Cancelled`` itself.
         """
-        if armed[0]:
+        if _ARMED:
             checkpoint()
         if timeout is None:
             timeout = self._timeout

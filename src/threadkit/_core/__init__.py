@@ -1,4 +1,4 @@
-"""threadkit's core: parker, wait queue and thread registry.
+"""threadkit's core: parker, wait queue, cancel scopes and thread registry.
 
 Everything in threadkit that blocks ends in ``WaitQueue.park``; everything above this
 package uses only the names exported here. This package imports nothing above it.
@@ -17,6 +17,7 @@ from ._cancel import (
     fail_at,
     move_on_after,
     move_on_at,
+    on_armed,
 )
 from ._cancel import reset_after_fork as _reset_cancel_after_fork
 from ._registry import (
@@ -58,6 +59,7 @@ __all__ = [
     "fail_at",
     "move_on_after",
     "move_on_at",
+    "on_armed",
     "set_foreign_record_hook",
     "sleep",
     "ABANDONED",

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import _thread
 import math
+from collections.abc import Callable
 from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -59,10 +60,14 @@ __all__ = [
     "fail_at",
     "move_on_after",
     "move_on_at",
+    "on_armed",
 ]
 
 #: Number of entered scopes that are cancelled or have a deadline (see above).
 armed = [0]
+# Called with True when ``armed`` leaves zero and False when it returns to it, so the
+# hottest paths can test a module global of their own instead (see ``on_armed``).
+_armed_listeners: list[Callable[[bool], None]] = []
 # Guards every scope's state and every record's ``scopes`` list. Never held while
 # blocking or calling out.
 _mutex = _thread.allocate_lock()
@@ -222,13 +227,13 @@ class CancelScope:
         want = self._state == "entered" and (self._cancel_called or self._deadline is not None)
         if want != self._armed:
             self._armed = want
-            armed[0] += 1 if want else -1
+            _count_armed_locked(1 if want else -1)
 
     def _detach_all_locked(self) -> None:
         self._records.clear()
         if self._armed:
             self._armed = False
-            armed[0] -= 1
+            _count_armed_locked(-1)
 
     def _attach_locked(self, rec: ThreadRecord) -> None:
         """Put this (already entered) scope on another thread's stack (task groups)."""
@@ -298,6 +303,27 @@ def exit_root(rec: ThreadRecord, scope: CancelScope) -> None:
         if not scope._records:
             scope._state = "exited"
             scope._rearm_locked()
+
+
+def _count_armed_locked(delta: int) -> None:
+    before = armed[0]
+    armed[0] = before + delta
+    if (before == 0) != (armed[0] == 0):
+        for listener in _armed_listeners:
+            listener(armed[0] != 0)
+
+
+def on_armed(listener: Callable[[bool], None]) -> None:
+    """Call ``listener(flag)`` whenever cancellation becomes armed or idle.
+
+    A module whose fast path must not pay even a list lookup keeps its own global
+    flag this way. A stale read of that flag is harmless: a call that misses an
+    entry check just linearises before the cancel, and a thread that goes on to
+    park re-checks ``armed`` there and is woken by the ``cancel()`` that armed it.
+    """
+    with _mutex:
+        _armed_listeners.append(listener)
+        listener(armed[0] != 0)
 
 
 def _wake(records: list[ThreadRecord]) -> None:
