@@ -91,3 +91,8 @@ def test_benchmark_script_smoke() -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ERROR" not in out.stdout
+
+
+def test_cancel_benchmark_smoke() -> None:
+    out = run(str(ROOT / "benchmarks" / "bench_cancel.py"), "--quick", timeout=110)
+    assert out.returncode == 0, out.stdout + out.stderr
