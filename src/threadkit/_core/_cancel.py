@@ -106,6 +106,7 @@ class CancelScope:
     )
 
     def __init__(self, *, deadline: float | None = None, shield: bool = False) -> None:
+        _check_deadline(deadline)
         self._deadline = deadline
         self._shield = shield
         self._cancel_called = False
@@ -186,7 +187,12 @@ class CancelScope:
     def cancel_called(self) -> bool:
         """True once ``cancel()`` was called or the deadline was found to have passed."""
         deadline = self._deadline
-        if not self._cancel_called and deadline is not None and monotonic() >= deadline:
+        if (
+            not self._cancel_called
+            and deadline is not None
+            and self._state != "exited"
+            and monotonic() >= deadline
+        ):
             self._cancel_called = True
         return self._cancel_called
 
@@ -202,8 +208,7 @@ class CancelScope:
 
     @deadline.setter
     def deadline(self, value: float | None) -> None:
-        if value is not None and math.isnan(value):
-            raise ValueError("deadline must not be NaN")
+        _check_deadline(value)
         with _mutex:
             self._deadline = value
             self._rearm_locked()
@@ -241,6 +246,18 @@ class CancelScope:
         rec.scopes.append(self)
 
 
+def _check_deadline(deadline: float | None) -> None:
+    if deadline is not None and math.isnan(deadline):
+        raise ValueError("deadline must not be NaN")
+
+
+def _check_seconds(seconds: float) -> None:
+    if math.isnan(seconds):
+        raise ValueError("seconds must not be NaN")
+    if seconds < 0:
+        raise ValueError("seconds must be non-negative")
+
+
 class _FailScope(CancelScope):
     """A scope that turns its own expiry into ``TimeoutError``."""
 
@@ -265,8 +282,7 @@ def move_on_at(deadline: float, *, shield: bool = False) -> CancelScope:
 
 def move_on_after(seconds: float, *, shield: bool = False) -> CancelScope:
     """A scope cancelled ``seconds`` from now; the block just ends. ValueError if negative."""
-    if seconds < 0:
-        raise ValueError("seconds must be non-negative")
+    _check_seconds(seconds)
     return CancelScope(deadline=monotonic() + seconds, shield=shield)
 
 
@@ -277,8 +293,7 @@ def fail_at(deadline: float, *, shield: bool = False) -> CancelScope:
 
 def fail_after(seconds: float, *, shield: bool = False) -> CancelScope:
     """Like ``move_on_after``, but raise ``TimeoutError`` if the deadline cancels the block."""
-    if seconds < 0:
-        raise ValueError("seconds must be non-negative")
+    _check_seconds(seconds)
     return _FailScope(deadline=monotonic() + seconds, shield=shield)
 
 
