@@ -40,10 +40,11 @@ from ._core import (
     WaitQueue,
     after_fork_in_child,
     armed,
+    attach_scopes,
     checkpoint,
     current_record,
+    detach_scopes,
     enter_root,
-    exit_root,
     record_for,
     register_current,
     set_foreign_record_hook,
@@ -256,7 +257,8 @@ class Thread:
 
     def _bootstrap_inner(self) -> None:
         rec = register_current(self)
-        enter_root(rec, self._root_scope)
+        scopes = self._scopes()
+        attach_scopes(rec, scopes)
         ident = get_ident()
         with _mutex:
             self._ident = ident
@@ -280,7 +282,7 @@ class Thread:
                     self._report(exc)
                 del exc
         finally:
-            exit_root(rec, self._root_scope)
+            detach_scopes(rec, scopes)
             with _mutex:
                 if _active.get(ident) is self:
                     del _active[ident]
@@ -288,6 +290,10 @@ class Thread:
                 woken = self._done.take_all_locked()
             wake(woken)
             unregister_current()
+
+    def _scopes(self) -> list[CancelScope]:
+        """The cancel scopes the new thread starts inside, outermost first."""
+        return [self._root_scope]
 
     def _report(self, exc: BaseException) -> None:
         """Hand an uncaught exception to ``excepthook``, as ``threading`` does."""

@@ -54,13 +54,15 @@ __all__ = [
     "cancel_source",
     "check_cancelled",
     "effective_deadline",
+    "attach_scopes",
+    "detach_scopes",
     "enter_root",
-    "exit_root",
     "fail_after",
     "fail_at",
     "move_on_after",
     "move_on_at",
     "on_armed",
+    "scopes_of",
 ]
 
 #: Number of entered scopes that are cancelled or have a deadline (see above).
@@ -308,18 +310,6 @@ def enter_root(rec: ThreadRecord, scope: CancelScope) -> None:
         scope._rearm_locked()
 
 
-def exit_root(rec: ThreadRecord, scope: CancelScope) -> None:
-    """Take a thread's root scope off its stack (the thread is ending)."""
-    with _mutex:
-        if scope in rec.scopes:
-            rec.scopes.remove(scope)
-        if rec in scope._records:
-            scope._records.remove(rec)
-        if not scope._records:
-            scope._state = "exited"
-            scope._rearm_locked()
-
-
 def _count_armed_locked(delta: int) -> None:
     before = armed[0]
     armed[0] = before + delta
@@ -339,6 +329,45 @@ def on_armed(listener: Callable[[bool], None]) -> None:
     with _mutex:
         _armed_listeners.append(listener)
         listener(armed[0] != 0)
+
+
+def scopes_of(rec: ThreadRecord) -> list[CancelScope]:
+    """A snapshot of ``rec``'s scope stack, outermost first (for task groups)."""
+    with _mutex:
+        return list(rec.scopes)
+
+
+def attach_scopes(rec: ThreadRecord, scopes: list[CancelScope]) -> None:
+    """Push ``scopes`` (outermost first) on the stack of ``rec``'s new thread.
+
+    A task inherits its group's scopes this way: the scopes stay owned by the thread
+    that entered them, and a cancel or a deadline reaches the task too. A scope not
+    entered yet becomes the thread's own (its root scope); one already exited is
+    skipped.
+    """
+    with _mutex:
+        for scope in scopes:
+            if scope._state == "new":
+                scope._state = "entered"
+                scope._owner = rec
+            elif scope._state == "exited":
+                continue
+            rec.scopes.append(scope)
+            scope._records.append(rec)
+            scope._rearm_locked()
+
+
+def detach_scopes(rec: ThreadRecord, scopes: list[CancelScope]) -> None:
+    """Undo ``attach_scopes`` when the thread ends; its own scopes become exited."""
+    with _mutex:
+        for scope in scopes:
+            if scope in rec.scopes:
+                rec.scopes.remove(scope)
+            if rec in scope._records:
+                scope._records.remove(rec)
+            if scope._owner is rec:
+                scope._detach_all_locked()
+                scope._state = "exited"
 
 
 def _wake(records: list[ThreadRecord]) -> None:
