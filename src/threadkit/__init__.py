@@ -5,7 +5,8 @@ name of CPython 3.13's ``threading`` is here with the same signature, semantics 
 errors. On top of that, a thread keeps its outcome (``Thread.result()`` returns the
 target's return value or raises its exception), and cancel scopes with deadlines
 (``CancelScope``, ``move_on_after``, ``fail_after``, ``Thread.cancel()``) wake a thread
-out of every threadkit blocking call.
+out of every threadkit blocking call, and a ``TaskGroup`` runs tasks in threads that
+cannot outlive its ``with`` block, raising every failure together.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ._sync import (
     RLock,
     Semaphore,
 )
+from ._taskgroup import Task, TaskGroup
 from ._threads import (
     ExceptHookArgs,
     Thread,
@@ -105,6 +107,8 @@ __all__ = [
     "move_on_after",
     "move_on_at",
     "sleep",
+    "Task",
+    "TaskGroup",
 ]
 
 # Names the interpreter and the standard library reach for when threadkit stands in
