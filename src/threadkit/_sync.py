@@ -104,19 +104,27 @@ class _LockBase:
         deadline = None if timeout == -1 else monotonic() + timeout
         queue = self._queue
         rec = current_record()
-        while True:
-            # Enqueue first, then try: a release that lands between a failed try and
-            # the enqueue would otherwise find nobody to wake (a lost wake-up).
-            node = queue.add(rec, self, "acquire")
-            if try_acquire(False):
-                with queue.mutex:
-                    queue.withdraw_locked(node)
-                # A signal that reached the node meant "the lock is free"; we took it.
-                return True
-            if queue.park(node, deadline, None, cancellable) is TIMED_OUT:
-                return bool(try_acquire(False))
-            # Signalled: the lock was released. Another thread may have barged in
-            # first, in which case the loop parks again.
+        try:
+            while True:
+                # Enqueue first, then try: a release that lands between a failed try
+                # and the enqueue would otherwise find nobody to wake (lost wake-up).
+                node = queue.add(rec, self, "acquire")
+                if try_acquire(False):
+                    with queue.mutex:
+                        queue.withdraw_locked(node)
+                    # A signal that reached the node meant "the lock is free"; taken.
+                    return True
+                if queue.park(node, deadline, None, cancellable) is TIMED_OUT:
+                    return bool(try_acquire(False))
+                # Signalled: the lock was released. Another thread may have barged
+                # in first, in which case the loop parks again.
+        except BaseException:
+            # Interrupted (Ctrl-C, Cancelled): leave no node behind, and hand on the
+            # wake-up this thread may have been given; an extra one is harmless.
+            queue.cancel_wait(rec)
+            if queue.waiters:
+                queue.unpark(1)
+            raise
 
     def _wake_next(self) -> None:
         self._queue.unpark(1)
@@ -391,11 +399,11 @@ class Condition:
             checkpoint()
         rec = current_record()
         queue = self._queue
-        node = queue.add(rec, self, "wait")
         try:
+            node = queue.add(rec, self, "wait")
             saved = self._release_save()
         except BaseException:
-            queue.abandon(node)
+            queue.cancel_wait(rec)
             raise
         try:
             state = queue.park(node, None if timeout is None else monotonic() + timeout)
@@ -508,36 +516,36 @@ class Semaphore:
             raise ValueError("can't specify timeout for non-blocking acquire")
         if _ARMED and blocking:
             checkpoint()
-        mutex = self._mutex
-        mutex.acquire()
-        if self._value > 0:
-            self._value -= 1
-            mutex.release()
-            return True
-        if not blocking:
-            mutex.release()
-            return False
+        with self._mutex:
+            if self._value > 0:
+                self._value -= 1
+                return True
+            if not blocking:
+                return False
+        rec = current_record()
+        queue = self._queue
         try:
-            node = self._queue.add_locked(current_record(), self, "acquire")
-        finally:
-            mutex.release()
-        return self._queue.park(node, deadline_after(timeout), self._give_one) is SIGNALLED
+            with self._mutex:
+                if self._value > 0:
+                    self._value -= 1
+                    return True
+                node = queue.add_locked(rec, self, "acquire")
+            return queue.park(node, deadline_after(timeout), self._give_one) is SIGNALLED
+        except BaseException:
+            queue.cancel_wait(rec, self._give_one)
+            raise
 
     __enter__ = acquire
 
     def _give(self, n: int) -> None:
-        mutex = self._mutex
-        mutex.acquire()
-        if not self._queue.waiters:
-            self._value += n
-            mutex.release()
-            return
+        taken: list[Any] = []
         try:
-            taken = self._queue.take_locked(n)
-            self._value += n - len(taken)
+            with self._mutex:
+                if self._queue.waiters:
+                    taken = self._queue.take_locked(n)
+                self._value += n - len(taken)
         finally:
-            mutex.release()
-        wake(taken)
+            wake(taken)
 
     def _give_one(self) -> None:
         self._give(1)
@@ -549,13 +557,6 @@ class Semaphore:
         self._give(n)
 
     def __exit__(self, *args: object) -> None:
-        mutex = self._mutex
-        mutex.acquire()
-        if not self._queue.waiters:
-            self._value += 1
-            mutex.release()
-            return
-        mutex.release()
         self._give(1)
 
     def __repr__(self) -> str:
@@ -581,18 +582,9 @@ class BoundedSemaphore(Semaphore):
         with self._mutex:
             if self._value + n > self._initial_value:
                 raise ValueError("Semaphore released too many times")
-            taken = self._queue.take_locked(n)
-            self._value += n - len(taken)
-        wake(taken)
+        self._give(n)
 
     def __exit__(self, *args: object) -> None:
-        mutex = self._mutex
-        mutex.acquire()
-        if not self._queue.waiters and self._value < self._initial_value:
-            self._value += 1
-            mutex.release()
-            return
-        mutex.release()
         self.release()
 
     def __repr__(self) -> str:
@@ -647,15 +639,17 @@ class Event:
         if self._flag:
             return True
         rec = current_record()
-        mutex = self._mutex
-        mutex.acquire()
-        if self._flag:
-            mutex.release()
-            return True
-        node = self._queue.add_locked(rec, self, "wait")
-        mutex.release()
-        if self._queue.park(node, deadline_after(timeout), _noop) is SIGNALLED:
-            return True
+        queue = self._queue
+        try:
+            with self._mutex:
+                if self._flag:
+                    return True
+                node = queue.add_locked(rec, self, "wait")
+            if queue.park(node, deadline_after(timeout), _noop) is SIGNALLED:
+                return True
+        except BaseException:
+            queue.cancel_wait(rec, _noop)
+            raise
         return self._flag
 
     def _at_fork_reinit(self) -> None:
@@ -723,60 +717,88 @@ class Barrier:
             timeout = self._timeout
         rec = current_record()
         mutex = self._mutex
-        mutex.acquire()
-        if self._broken:
-            mutex.release()
-            raise BrokenBarrierError
-        gen = self._gen
-        index = gen.count
-        gen.count += 1
-        if gen.count == self._parties:
-            # Later arrivals belong to the next generation from this instant on.
-            self._gen = _Generation(mutex)
-            mutex.release()
-            self._trip(gen)
-            return index
-        node = gen.queue.add_locked(rec, self, "wait")
-        mutex.release()
+        gen: _Generation | None = None
+        index = -1
+        tripping = False
         try:
+            with mutex:
+                if self._broken:
+                    raise BrokenBarrierError
+                gen = self._gen
+                index = gen.count
+                gen.count += 1
+                if gen.count == self._parties:
+                    # Later arrivals belong to the next generation from now on.
+                    self._gen = _Generation(mutex)
+                    tripping = True
+                else:
+                    node = gen.queue.add_locked(rec, self, "wait")
+            if tripping:
+                self._trip(gen)
+                return index
             state = gen.queue.park(node, deadline_after(timeout), _noop)
             if state is TIMED_OUT:
-                with mutex:
-                    if gen is self._gen and not gen.broken:
-                        taken = self._break_locked()
-                    else:
-                        taken = []
-                        if not gen.done and not gen.broken:
-                            # It tripped as we timed out: its action is running; the
-                            # trip won, so wait for the release like the others.
+                taken: list[Any] = []
+                try:
+                    with mutex:
+                        if gen is self._gen and not gen.broken:
+                            taken = self._break_locked()
+                        elif not gen.done and not gen.broken:
+                            # It tripped as we timed out and its action is running:
+                            # the trip won, so wait for the release like the others.
                             node = gen.queue.add_locked(rec, self, "wait")
-                wake(taken)
+                finally:
+                    wake(taken)
                 if node.state is not TIMED_OUT:
                     gen.queue.park(node, None, _noop)
+        except BrokenBarrierError:
+            raise
         except BaseException:
-            with mutex:
-                taken = self._break_locked() if gen is self._gen else []
-            wake(taken)
+            # Interrupted or cancelled: this arrival will not happen, so the barrier
+            # breaks for the others, as a timeout does. If this thread was the last
+            # arrival and stopped before its generation was released, that
+            # generation is released now, broken.
+            if gen is not None:
+                gen.queue.cancel_wait(rec, _noop)
+                taken = []
+                try:
+                    with mutex:
+                        if gen is self._gen:
+                            if not gen.broken:
+                                taken = self._break_locked()
+                        elif index == self._parties - 1 and not (gen.done or gen.broken):
+                            gen.broken = True
+                            taken = gen.queue.take_all_locked() + self._break_locked()
+                finally:
+                    wake(taken)
             raise
         if gen.broken:
             raise BrokenBarrierError
         return index
 
     def _trip(self, gen: _Generation) -> None:
-        """Run the action, then release ``gen``; a failing action breaks the barrier."""
+        """Run the action, then release ``gen``; a failing action breaks the barrier.
+
+        The release is in a ``finally``: however ``_trip`` ends, the waiters of the
+        generation it took over are not left parked.
+        """
+        ok = False
         try:
             if self._action is not None:
                 self._action()
-        except BaseException:
-            with self._mutex:
-                gen.broken = True
-                taken = gen.queue.take_all_locked() + self._break_locked()
-            wake(taken)
-            raise
-        with self._mutex:
-            gen.done = True
-            taken = gen.queue.take_all_locked()
-        wake(taken)
+            ok = True
+        finally:
+            taken: list[Any] = []
+            try:
+                with self._mutex:
+                    if ok:
+                        gen.done = True
+                        taken = gen.queue.take_all_locked()
+                    else:
+                        gen.broken = True
+                        taken = gen.queue.take_all_locked() + self._break_locked()
+            finally:
+                wake(taken)
 
     def _break_locked(self) -> list[Any]:
         self._broken = True

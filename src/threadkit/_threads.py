@@ -319,13 +319,17 @@ class Thread:
         deadline = None if timeout is None else monotonic() + max(timeout, 0)
         rec = current_record()
         queue = self._done
-        while True:
-            with _mutex:
-                if self._state is STOPPED:
-                    return True
-                node = queue.add_locked(rec, self, "join")
-            if queue.park(node, deadline, _noop, cancellable) is TIMED_OUT:
-                return self._state is STOPPED
+        try:
+            while True:
+                with _mutex:
+                    if self._state is STOPPED:
+                        return True
+                    node = queue.add_locked(rec, self, "join")
+                if queue.park(node, deadline, _noop, cancellable) is TIMED_OUT:
+                    return self._state is STOPPED
+        except BaseException:
+            queue.cancel_wait(rec, _noop)
+            raise
 
     def _check_waitable(self, what: str) -> None:
         if not self._initialized:
@@ -419,12 +423,16 @@ class Thread:
         assert self._initialized, "Thread.__init__() not called"
         if self._native_id is None and self._state is STARTED:
             rec = current_record()
-            while True:
-                with _mutex:
-                    if self._native_id is not None or self._state is not STARTED:
-                        break
-                    node = self._done.add_locked(rec, self, "native_id")
-                self._done.park(node, None, _noop, False)
+            try:
+                while True:
+                    with _mutex:
+                        if self._native_id is not None or self._state is not STARTED:
+                            break
+                        node = self._done.add_locked(rec, self, "native_id")
+                    self._done.park(node, None, _noop, False)
+            except BaseException:
+                self._done.cancel_wait(rec, _noop)
+                raise
         return self._native_id
 
     @property

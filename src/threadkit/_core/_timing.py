@@ -37,8 +37,12 @@ def sleep(seconds: float) -> None:
     if seconds == 0:
         return
     queue = WaitQueue()
-    node = queue.add(rec, queue, "sleep")
-    queue.park(node, monotonic() + seconds)
+    try:
+        node = queue.add(rec, queue, "sleep")
+        queue.park(node, monotonic() + seconds)
+    except BaseException:
+        queue.cancel_wait(rec)
+        raise
 
 
 def current_effective_deadline() -> float:

@@ -168,8 +168,10 @@ class WaitQueue:
             node.resource = resource
             node.operation = operation
             node.next = None
-        self.waiters.append(node)
+        # Recorded before it is queued, so that an interruption right after the
+        # append can find the node and withdraw it (see ``abandon``).
         record.waiting = node
+        self.waiters.append(node)
         return node
 
     def add(self, record: ThreadRecord, resource: object, operation: str) -> Waiter:
@@ -183,9 +185,9 @@ class WaitQueue:
             node.resource = resource
             node.operation = operation
             node.next = None
+        record.waiting = node
         with self.mutex:
             self.waiters.append(node)
-        record.waiting = node
         return node
 
     # -- waking -------------------------------------------------------------------------
@@ -281,26 +283,33 @@ class WaitQueue:
                     # The call's own timeout: threading's meaning, a False return.
                     with self.mutex:
                         if node.state is WAITING:
-                            self.waiters.remove(node)
                             node.state = TIMED_OUT
+                            self.waiters.remove(node)
                     break
                 # Otherwise a scope's deadline passed: the next round raises Cancelled.
-        except BaseException:
-            self.abandon(node, pass_on)
-            raise
-        finally:
+            # The exit path stays inside the try: an interruption anywhere before the
+            # return still resolves the node (and passes on a signal it carried).
+            state = node.state
             rec.waiting = None
             if node.next is not None:
                 self._pass_baton(node)
-        return node.state
+            return state
+        except BaseException:
+            self.abandon(node, pass_on)
+            raise
 
     def _pass_baton(self, node: Waiter) -> None:
-        """Wake the next thread of ``node``'s chain (see ``wake``)."""
+        """Wake the next thread of ``node``'s chain (see ``wake``).
+
+        The link is cleared only after the unpark, so an interruption in between
+        makes the caller's ``abandon`` unpark the successor again (a spurious
+        wake-up, harmless) rather than never.
+        """
         with self.mutex:
             successor = node.next
-            node.next = None
-        if successor is not None:
-            _unpark(successor)
+            if successor is not None:
+                _unpark(successor)
+                node.next = None
 
     def abandon(self, node: Waiter, pass_on: Callable[[], object] | None = None) -> bool:
         """Withdraw ``node`` from the queue; return True if it had been signalled.
@@ -309,12 +318,15 @@ class WaitQueue:
         next waiter) so that it is not lost.
         """
         with self.mutex:
-            if node.state is WAITING:
+            signalled = node.state is SIGNALLED
+            # Whatever the state (an interruption may have come half-way through a
+            # timeout or an enqueue), the node leaves the queue and its outcome is
+            # settled: a second abandon() finds nothing to hand on.
+            node.state = ABANDONED
+            try:
                 self.waiters.remove(node)
-                node.state = ABANDONED
-                signalled = False
-            else:
-                signalled = node.state is SIGNALLED
+            except ValueError:
+                pass
         node.record.waiting = None
         if node.next is not None:
             self._pass_baton(node)
@@ -324,6 +336,19 @@ class WaitQueue:
             else:
                 pass_on()
         return signalled
+
+    def cancel_wait(
+        self, record: ThreadRecord, pass_on: Callable[[], object] | None = None
+    ) -> None:
+        """Resolve ``record``'s wait in this queue after an exception outside ``park``.
+
+        For a primitive's ``except`` clause around "enqueue, then park": it withdraws
+        the node if the exception came after the enqueue and before (or instead of)
+        the park, and does nothing if there was no wait or ``park`` already resolved it.
+        """
+        node = record.waiting
+        if node is not None and node.queue is self:
+            self.abandon(node, pass_on)
 
     def withdraw_locked(self, node: Waiter) -> bool:
         """Take a WAITING ``node`` out; return False if it was already signalled.
