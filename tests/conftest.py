@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -30,3 +31,15 @@ def no_thread_leak() -> Iterator[None]:
         t.join(5.0)  # type: ignore[attr-defined]
     still = [t for t in leaked if t.is_alive()]  # type: ignore[attr-defined]
     assert not still, f"test leaked threads: {still}"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def sigint_raises_keyboard_interrupt() -> Iterator[None]:
+    """Tests deliver SIGINT to the main thread; a shell started without job control
+    hands the process SIGINT ignored, so put Python's default handler back."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, previous)

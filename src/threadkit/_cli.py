@@ -58,7 +58,10 @@ def _parser() -> argparse.ArgumentParser:
 def _crawl(n: int, seconds: float) -> float:
     """Stand-in for I/O-bound work: sleep, report, and return how long it took."""
     time.sleep(seconds)
-    print(f"Thread {n} done!", flush=True)
+    # One write per line: print() writes the text and the newline separately, and
+    # two threads finishing together could interleave them.
+    sys.stdout.write(f"Thread {n} done!\n")
+    sys.stdout.flush()
     return seconds
 
 

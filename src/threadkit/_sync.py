@@ -538,14 +538,21 @@ class Semaphore:
     __enter__ = acquire
 
     def _give(self, n: int) -> None:
+        with self._mutex:
+            if not self._queue.waiters:
+                self._value += n
+                return
+        self._hand_over(n)
+
+    def _hand_over(self, n: int) -> None:
+        """Give ``n`` permits to waiters first (FIFO), the rest to the count."""
         taken: list[Any] = []
         try:
             with self._mutex:
-                if self._queue.waiters:
-                    taken = self._queue.take_locked(n)
+                taken = self._queue.take_locked(n)
                 self._value += n - len(taken)
         finally:
-            wake(taken)
+            wake(taken)  # even if interrupted: the taken waiters own their permits
 
     def _give_one(self) -> None:
         self._give(1)
@@ -557,7 +564,11 @@ class Semaphore:
         self._give(n)
 
     def __exit__(self, *args: object) -> None:
-        self._give(1)
+        with self._mutex:
+            if not self._queue.waiters:
+                self._value += 1
+                return
+        self._hand_over(1)
 
     def __repr__(self) -> str:
         return (
@@ -582,10 +593,19 @@ class BoundedSemaphore(Semaphore):
         with self._mutex:
             if self._value + n > self._initial_value:
                 raise ValueError("Semaphore released too many times")
-        self._give(n)
+            if not self._queue.waiters:
+                self._value += n
+                return
+        self._hand_over(n)
 
     def __exit__(self, *args: object) -> None:
-        self.release()
+        with self._mutex:
+            if self._value >= self._initial_value:
+                raise ValueError("Semaphore released too many times")
+            if not self._queue.waiters:
+                self._value += 1
+                return
+        self._hand_over(1)
 
     def __repr__(self) -> str:
         return (

@@ -205,13 +205,23 @@ class TaskGroup:
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             interrupt = exc
         try:
-            self._wait_all()
-        except BaseException as waiting_error:
-            # Ctrl-C while waiting: cancel everything, then wait once more. A second
-            # Ctrl-C gets through; the tasks are daemon threads.
-            self.cancel_scope.cancel()
-            interrupt = interrupt or waiting_error
-            self._wait_all()
+            try:
+                self._wait_all()
+            except BaseException as waiting_error:
+                # Ctrl-C while waiting: cancel everything and wait once more, unless
+                # this is already the wait after a Ctrl-C in the body. Then, or on a
+                # further Ctrl-C, give up waiting: the tasks are daemon threads.
+                self.cancel_scope.cancel()
+                if interrupt is not None:
+                    raise
+                interrupt = waiting_error
+                self._wait_all()
+        except BaseException:
+            # Abandoning the block: it must not leave its scope on this thread.
+            with self._mutex:
+                self._state = GroupState.CLOSED
+            self.cancel_scope.__exit__(None, None, None)
+            raise
         with self._mutex:
             self._state = GroupState.CLOSED
             failures = list(self._failures)
@@ -270,6 +280,10 @@ class TaskGroup:
         if self._slots is not None:
             self._slots.acquire()
         try:
+            if self._slots is not None:
+                # The slot may have come from a task that just failed: do not start
+                # another task in a group that is being cancelled.
+                checkpoint()
             with self._mutex:
                 self._check_open()
                 task_name = name if name is not None else f"{self.name}.{next(self._task_counter)}"
@@ -299,13 +313,30 @@ class TaskGroup:
         """
         if self._limit is None:
             raise ValueError("TaskGroup.map needs a TaskGroup with a limit")
+        return self._map(fn, iterable, self._limit)
+
+    def _map(self, fn: Callable[[T], R], iterable: Iterable[T], limit: int) -> Iterator[R]:
         window: deque[Task[R]] = deque()
-        for item in iterable:
-            if len(window) >= self._limit:
-                yield window.popleft().result()
-            window.append(self.spawn(fn, item))
-        while window:
-            yield window.popleft().result()
+        try:
+            for item in iterable:
+                if len(window) >= limit:
+                    yield window[0].result()
+                    window.popleft()
+                window.append(self.spawn(fn, item))
+            while window:
+                yield window[0].result()
+                window.popleft()
+        except Cancelled as cancelled:
+            if cancelled.scope is not self.cancel_scope:
+                raise
+            # The group was cancelled because an item failed: report that failure
+            # (the first in input order), not the cancellation it caused.
+            for task in window:
+                task._thread._wait_stopped(None, cancellable=False)
+                error = task._thread._exception
+                if error is not None and not isinstance(error, Cancelled):
+                    raise error.with_traceback(task._thread._traceback) from None
+            raise
 
     def _check_open(self) -> None:
         if self._state is GroupState.NEW:

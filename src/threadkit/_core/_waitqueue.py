@@ -86,7 +86,7 @@ class Waiter:
     is in no queue. A waker that still holds it touches only ``record``.
     """
 
-    __slots__ = ("record", "queue", "state", "resource", "operation", "next", "head")
+    __slots__ = ("record", "queue", "state", "resource", "operation", "next", "head", "outer")
 
     def __init__(
         self, record: ThreadRecord, queue: WaitQueue, resource: object, operation: str
@@ -102,6 +102,9 @@ class Waiter:
         self.next: Waiter | None = None
         #: True for the first node of a batch signalled together: ``wake`` unparks it.
         self.head = False
+        #: The wait this one interrupted, if any: a signal handler or a finaliser can
+        #: block while its thread is between enqueueing and parking.
+        self.outer: Waiter | None = None
 
     def __repr__(self) -> str:
         return f"<Waiter {self.record.ident} {self.operation} {self.state.value}>"
@@ -142,6 +145,25 @@ def _chain(nodes: list[Waiter]) -> None:
         prev = node
 
 
+def _fresh_node(record: ThreadRecord, queue: WaitQueue, resource: object, operation: str) -> Waiter:
+    """The thread's reusable node, reset; a new one if a wait is already under way."""
+    node = record.node
+    outer = record.waiting
+    if node is None or outer is not None:
+        node = Waiter(record, queue, resource, operation)
+        node.outer = outer
+        if record.node is None:
+            record.node = node
+        return node
+    node.state = WAITING
+    node.queue = queue
+    node.resource = resource
+    node.operation = operation
+    node.next = None
+    node.outer = None
+    return node
+
+
 class WaitQueue:
     """A thread-safe FIFO of parked threads with exactly one outcome per wait."""
 
@@ -159,15 +181,7 @@ class WaitQueue:
     # -- enqueueing ---------------------------------------------------------------------
     def add_locked(self, record: ThreadRecord, resource: object, operation: str) -> Waiter:
         """Append ``record``'s node, WAITING; the caller holds ``mutex``."""
-        node = record.node
-        if node is None:
-            node = record.node = Waiter(record, self, resource, operation)
-        else:
-            node.state = WAITING
-            node.queue = self
-            node.resource = resource
-            node.operation = operation
-            node.next = None
+        node = _fresh_node(record, self, resource, operation)
         # Recorded before it is queued, so that an interruption right after the
         # append can find the node and withdraw it (see ``abandon``).
         record.waiting = node
@@ -176,15 +190,7 @@ class WaitQueue:
 
     def add(self, record: ThreadRecord, resource: object, operation: str) -> Waiter:
         """Append ``record``'s node, WAITING, taking ``mutex``."""
-        node = record.node
-        if node is None:
-            node = record.node = Waiter(record, self, resource, operation)
-        else:
-            node.state = WAITING
-            node.queue = self
-            node.resource = resource
-            node.operation = operation
-            node.next = None
+        node = _fresh_node(record, self, resource, operation)
         record.waiting = node
         with self.mutex:
             self.waiters.append(node)
@@ -199,20 +205,22 @@ class WaitQueue:
         waiters = self.waiters
         taken = []
         while waiters and n > 0:
-            node = waiters.popleft()
-            node.state = SIGNALLED
-            taken.append(node)
+            taken.append(waiters.popleft())
             n -= 1
+        # Link first, publish second: a waiter that leaves on its own (a timeout)
+        # the instant it sees SIGNALLED must already find its successor.
         _chain(taken)
+        for node in taken:
+            node.state = SIGNALLED
         return taken
 
     def take_all_locked(self) -> list[Waiter]:
         """Mark every waiter SIGNALLED and return them; the caller holds ``mutex``."""
         taken = list(self.waiters)
         self.waiters.clear()
+        _chain(taken)  # before SIGNALLED is visible, as in take_locked
         for node in taken:
             node.state = SIGNALLED
-        _chain(taken)
         return taken
 
     def unpark(self, n: int = 1) -> int:
@@ -223,8 +231,8 @@ class WaitQueue:
                 if not self.waiters:
                     return 0
                 node = self.waiters.popleft()
-                node.state = SIGNALLED
                 node.next = None
+                node.state = SIGNALLED
             _unpark(node)
             return 1
         with self.mutex:
@@ -290,7 +298,7 @@ class WaitQueue:
             # The exit path stays inside the try: an interruption anywhere before the
             # return still resolves the node (and passes on a signal it carried).
             state = node.state
-            rec.waiting = None
+            rec.waiting = node.outer
             if node.next is not None:
                 self._pass_baton(node)
             return state
@@ -327,7 +335,7 @@ class WaitQueue:
                 self.waiters.remove(node)
             except ValueError:
                 pass
-        node.record.waiting = None
+        node.record.waiting = node.outer
         if node.next is not None:
             self._pass_baton(node)
         if signalled:
@@ -355,7 +363,7 @@ class WaitQueue:
 
         The caller holds ``mutex`` and owns whatever a signal carried.
         """
-        node.record.waiting = None
+        node.record.waiting = node.outer
         if node.state is WAITING:
             self.waiters.remove(node)
             node.state = ABANDONED
