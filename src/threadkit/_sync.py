@@ -72,6 +72,9 @@ def _noop() -> None:
     pass
 
 
+_NOT_RELEASED = object()  # Condition.wait: the lock's saved state, not taken yet
+
+
 # True while some entered scope is cancelled or has a deadline: only then do the
 # entry checks of the blocking calls below need to look (see _core.on_armed).
 _ARMED = False
@@ -399,42 +402,53 @@ class Condition:
             checkpoint()
         rec = current_record()
         queue = self._queue
+        saved: Any = _NOT_RELEASED
+        state = None
         try:
             node = queue.add(rec, self, "wait")
             saved = self._release_save()
-        except BaseException:
-            queue.cancel_wait(rec)
-            raise
-        try:
             state = queue.park(node, None if timeout is None else monotonic() + timeout)
-        except BaseException:
-            # park() already withdrew the node or passed its notify on.
-            self._reacquire(saved)
-            raise
-        try:
             self._acquire_restore(saved)
+            return state is SIGNALLED
         except BaseException:
-            # Interrupted while taking the lock back: the notify this thread got
-            # will not be acted on, so it goes to the next waiter.
+            # One handler for every step, so that no gap between steps is left
+            # unguarded: withdraw a node still queued (park() resolves its own), hand
+            # on a notify received but not acted on, and hold the lock again.
+            queue.cancel_wait(rec)
             if state is SIGNALLED:
                 queue.unpark(1)
-            self._reacquire(saved)
+            if not self._holds_lock():
+                self._reacquire(saved)
             raise
-        return state is SIGNALLED
+
+    def _holds_lock(self) -> bool:
+        """Best knowledge of whether the calling thread holds the lock right now."""
+        lock = self._lock
+        if isinstance(lock, Lock):
+            # Lock.release clears the owner just before the C release; an
+            # interruption in between leaves it locked with no owner, and still ours.
+            return lock.locked() and lock._owner in (_get_ident(), None)
+        if isinstance(lock, RLock) or hasattr(lock, "_recursion_count"):
+            return bool(lock._is_owned())
+        locked = getattr(lock, "locked", None)
+        # A plain foreign lock cannot say who holds it: "held at all" is the best
+        # available answer, and releasing it is this thread's last act before parking.
+        return bool(locked()) if locked is not None else True
 
     def _reacquire(self, saved: Any) -> None:
         """Take the lock back while an exception is propagating out of ``wait``.
 
         ``wait`` promises that the lock is held when it raises, since the caller's
         ``with`` block will release it, so a further interruption here only makes it
-        try again (the exception already on its way out is the one reported). An
-        interrupted acquire leaves the lock not held; an owner-aware lock (an RLock)
-        is asked, in case the interruption came just after the acquire succeeded.
+        try again (the exception already on its way out is the one reported).
         """
-        owner_aware = isinstance(self._lock, RLock) or hasattr(self._lock, "_recursion_count")
+        if saved is _NOT_RELEASED:
+            # Interrupted inside _release_save, after the lock was released: the
+            # saved state never came back, so restore one level.
+            saved = (1, _get_ident())
         while True:
             try:
-                if not (owner_aware and self._is_owned()):
+                if not self._holds_lock():
                     self._acquire_restore(saved)
                 return
             except BaseException:

@@ -266,8 +266,8 @@ class WaitQueue:
         already reached it, the signal is handed on through ``pass_on``.
         """
         rec = node.record
-        parker = rec.parker
         try:
+            parker = rec.parker
             while node.state is WAITING:
                 if cancellable and armed[0]:
                     scope = cancel_source(rec)
@@ -363,11 +363,12 @@ class WaitQueue:
 
         The caller holds ``mutex`` and owns whatever a signal carried.
         """
-        node.record.waiting = node.outer
         if node.state is WAITING:
             self.waiters.remove(node)
             node.state = ABANDONED
+            node.record.waiting = node.outer
             return True
+        node.record.waiting = node.outer
         successor = node.next
         if successor is not None:
             node.next = None
