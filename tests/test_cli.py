@@ -41,6 +41,16 @@ def test_demo_runs_the_documentation_example_then_results() -> None:
     assert len(outcomes) == 4
     assert all(re.search(r"-> (download \d: |cancelled$)", line) for line in outcomes)
     assert any(line.startswith("  all done after") for line in lines)
+    # The same with a task group: results in order, the failure caught, a deadline.
+    assert any(line.startswith("== The same with a task group") for line in lines)
+    assert any(
+        re.match(r"  results, in spawn order: \[('\d+\.\d\ds',? ?){4}\]$", line) for line in lines
+    )
+    assert any("caught ConnectionError('page 3 could not be fetched')" in line for line in lines)
+    assert any(
+        re.match(r"  deadline passed: (True|False); \d finished, \d cancelled$", line)
+        for line in lines
+    )
 
 
 def test_demo_deadline_cancels_slow_threads() -> None:

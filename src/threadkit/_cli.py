@@ -38,8 +38,9 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Run the example from the threading documentation with threadkit: N threads "
             "each sleep a random time and report when done; then collect each thread's "
-            "result with result(), re-raise a failure in the caller, and cancel the "
-            "threads still running when a deadline passes."
+            "result with result(), re-raise a failure in the caller, cancel the "
+            "threads still running when a deadline passes, and do it all again with a "
+            "task group."
         ),
     )
     demo.add_argument(
@@ -107,6 +108,47 @@ def _deadline_demo(threads: int, low: float, high: float, rng: random.Random) ->
     print(f"  all done after {threadkit.current_time() - started:.2f}s")
 
 
+def _work(seconds: float) -> float:
+    threadkit.sleep(seconds)
+    return seconds
+
+
+def _fetch_page(n: int, seconds: float) -> str:
+    threadkit.sleep(seconds)  # a cancellation point, unlike time.sleep
+    if n == 3:
+        raise ConnectionError(f"page {n} could not be fetched")
+    return f"page {n}"
+
+
+def _taskgroup_demo(threads: int, low: float, high: float, rng: random.Random) -> None:
+    print()
+    print("== The same with a task group: results in order, errors reach the caller ==")
+    with threadkit.TaskGroup(name="crawl") as tg:
+        tasks = [tg.spawn(_work, rng.uniform(low, high) / 10) for _ in range(threads)]
+    print("  results, in spawn order:", [f"{t.result():.2f}s" for t in tasks])
+
+    print("  a failing task cancels the others, and its error reaches the caller:")
+    started = threadkit.current_time()
+    try:
+        with threadkit.TaskGroup(name="fetch") as tg:
+            for i in range(1, threads + 1):
+                # Page 3 fails quickly; the others would take much longer.
+                seconds = low / 10 if i == 3 else high
+                tg.spawn(_fetch_page, i, seconds, name=f"fetch-{i}")
+    except* ConnectionError as group:
+        print(f"  caught {group.exceptions[0]!r} after {threadkit.current_time() - started:.2f}s")
+
+    deadline = (low + high) / 20
+    print(f"  a deadline of {deadline:.2f}s bounds every task of a group:")
+    with threadkit.move_on_after(deadline) as scope, threadkit.TaskGroup(name="slow") as tg:
+        slow = [tg.spawn(threadkit.sleep, rng.uniform(low, high) / 5) for _ in range(threads)]
+    finished = sum(1 for t in slow if t.exception() is None)
+    print(
+        f"  deadline passed: {scope.cancelled_caught}; {finished} finished, "
+        f"{len(slow) - finished} cancelled"
+    )
+
+
 def demo(threads: int, low: float, high: float, rng: random.Random) -> int:
     """Run the demo; return the process exit status."""
     print("== The threading documentation's example, with import threadkit as threading ==")
@@ -153,6 +195,7 @@ def demo(threads: int, low: float, high: float, rng: random.Random) -> int:
         threadkit.excepthook = saved
 
     _deadline_demo(threads, low, high, rng)
+    _taskgroup_demo(threads, low, high, rng)
     return 0
 
 

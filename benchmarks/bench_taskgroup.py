@@ -1,0 +1,548 @@
+#!/usr/bin/env python3
+"""``threadkit.TaskGroup`` benchmarks: per-task cost, 1000 blocked tasks, memory per task.
+
+Usage::
+
+    python benchmarks/bench_taskgroup.py                 # full run (well under a minute)
+    python benchmarks/bench_taskgroup.py --quick         # smoke run (a few seconds)
+    python benchmarks/bench_taskgroup.py --markdown      # results as markdown tables
+    python benchmarks/bench_taskgroup.py --rounds 9      # rounds for every part
+    taskset -c 0 python benchmarks/bench_taskgroup.py    # pinned to one CPU
+
+Part 1: per-task cost
+---------------------
+A trivial task (``lambda: None``) run three ways: ``tg.spawn(f).result()`` in one
+entered ``threadkit.TaskGroup`` (sequential spawn + result; entering and leaving the
+group is outside the timed region), ``ThreadPoolExecutor(4).submit(f).result()``
+(the pool is created and warmed up outside the timed region) and
+``threading.Thread(target=f)`` ``start()`` + ``join()``.  Each sample runs ``--tasks``
+tasks one after the other and gives microseconds per task; each round takes one
+sample of each way, in an order that rotates from round to round.  The headline
+numbers are the medians over rounds of the per-round ratios TaskGroup / TPE and
+TaskGroup / Thread, with their interquartile range (p25-p75); goals: <= 0.5 and
+<= 0.25.  A verdict is flagged "(marginal)" when the IQR straddles the goal.
+
+Part 2: the threading-docs example at scale
+-------------------------------------------
+``--scale-tasks`` tasks (default 1000) each blocking 50 ms in ``time.sleep(0.05)``,
+started all at once: a ``TaskGroup`` (no ``limit``) spawning all of them, timed
+from before entering the block to after leaving it; as many ``threading.Thread``
+objects started, then joined; and a ``ThreadPoolExecutor(n)`` (created inside the
+timed region), submit-all then ``concurrent.futures.wait`` (its ``shutdown`` is
+outside the timed region).  Reported: wall time and its ratio to the ideal 50 ms;
+goal for the TaskGroup: within 1.3x.  Rounds are interleaved as in part 1.
+
+Part 3: peak memory per task
+----------------------------
+With ``tracemalloc`` started, ``--scale-tasks`` tasks are started that check in and
+then block on one ``threadkit.Event``; once all have checked in (and a short settle
+delay), the peak of ``tracemalloc.get_traced_memory()`` since the reset before the
+start, minus the traced memory at that reset, divided by the number of tasks, is the
+KiB per task; then the event is set and the tasks are joined.  This counts the
+*Python heap only* (objects allocated through Python's allocators): thread stacks
+and the OS and C-level thread state are not included.  TaskGroup vs
+``threading.Thread`` vs ``ThreadPoolExecutor(n)``.
+
+Every part uses the default ``threading.stack_size``.  The garbage collector is run
+before, and disabled during, every sample; a sample that takes longer than
+``--timeout`` seconds makes ``faulthandler`` dump all stacks and exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import gc
+import itertools
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from types import ModuleType
+
+perf_counter = time.perf_counter
+
+#: Per-sample deadlock guard; set from --timeout.
+_sample_timeout = 60.0
+
+#: How long each task of part 2 blocks.
+_BLOCK_S = 0.05
+
+
+def _noop() -> None:
+    return None
+
+
+def _guarded(func: Callable[[ModuleType, int], float], tk: ModuleType, n: int) -> float:
+    """Run one sample, ``func(tk, n)``, with the GC quiesced and a deadlock guard armed."""
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    faulthandler.dump_traceback_later(_sample_timeout, exit=True)
+    try:
+        return func(tk, n)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        if gc_was_enabled:
+            gc.enable()
+
+
+# --------------------------------------------------------------------------------------
+# Part 1: per-task cost (seconds per task)
+# --------------------------------------------------------------------------------------
+
+
+def cost_taskgroup(tk: ModuleType, n: int) -> float:
+    f = _noop
+    with tk.TaskGroup() as tg:
+        spawn = tg.spawn
+        t0 = perf_counter()
+        for _ in range(n):
+            spawn(f).result()
+        t1 = perf_counter()
+    return (t1 - t0) / n
+
+
+def cost_tpe(tk: ModuleType, n: int) -> float:
+    f = _noop
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(8):
+            pool.submit(f).result()  # warm-up: the worker thread exists
+        submit = pool.submit
+        t0 = perf_counter()
+        for _ in range(n):
+            submit(f).result()
+        t1 = perf_counter()
+    return (t1 - t0) / n
+
+
+def cost_thread(tk: ModuleType, n: int) -> float:
+    f = _noop
+    new_thread = threading.Thread
+    t0 = perf_counter()
+    for _ in range(n):
+        thread = new_thread(target=f)
+        thread.start()
+        thread.join()
+    t1 = perf_counter()
+    return (t1 - t0) / n
+
+
+# --------------------------------------------------------------------------------------
+# Part 2: n tasks blocking 50 ms (wall seconds)
+# --------------------------------------------------------------------------------------
+
+
+def _block() -> None:
+    time.sleep(_BLOCK_S)
+
+
+def scale_taskgroup(tk: ModuleType, n: int) -> float:
+    t0 = perf_counter()
+    with tk.TaskGroup() as tg:
+        for _ in range(n):
+            tg.spawn(_block)
+    return perf_counter() - t0
+
+
+def scale_thread(tk: ModuleType, n: int) -> float:
+    t0 = perf_counter()
+    threads = [threading.Thread(target=_block) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return perf_counter() - t0
+
+
+def scale_tpe(tk: ModuleType, n: int) -> float:
+    t0 = perf_counter()
+    pool = ThreadPoolExecutor(n)
+    try:
+        futures = [pool.submit(_block) for _ in range(n)]
+        wait(futures)
+        t1 = perf_counter()
+    finally:
+        pool.shutdown()
+    for future in futures:
+        future.result()
+    return t1 - t0
+
+
+# --------------------------------------------------------------------------------------
+# Part 3: peak Python-heap memory per task (bytes per task)
+# --------------------------------------------------------------------------------------
+
+
+class _Parked:
+    """Tasks that check in, then block on one threadkit.Event until released."""
+
+    def __init__(self, tk: ModuleType, n: int) -> None:
+        self.n = n
+        self.release = tk.Event()
+        self.all_in = threading.Event()
+        self._count = itertools.count(1)
+
+    def task(self) -> None:
+        if next(self._count) == self.n:  # itertools.count is atomic under the GIL
+            self.all_in.set()
+        self.release.wait()
+
+    def peak_per_task(self, start: Callable[[], None]) -> float:
+        """Start the tasks with ``start`` under tracemalloc; return peak bytes per task."""
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            base, _ = tracemalloc.get_traced_memory()
+            try:
+                start()
+                if not self.all_in.wait(_sample_timeout):
+                    raise TimeoutError("tasks did not all check in")
+                time.sleep(0.05)  # let the last ones get from check-in into wait()
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                self.release.set()
+        finally:
+            tracemalloc.stop()
+        return (peak - base) / self.n
+
+
+def memory_taskgroup(tk: ModuleType, n: int) -> float:
+    parked = _Parked(tk, n)
+    result = 0.0
+    with tk.TaskGroup() as tg:
+
+        def start() -> None:
+            for _ in range(n):
+                tg.spawn(parked.task)
+
+        result = parked.peak_per_task(start)
+    return result
+
+
+def memory_thread(tk: ModuleType, n: int) -> float:
+    parked = _Parked(tk, n)
+    threads: list[threading.Thread] = []
+
+    def start() -> None:
+        for _ in range(n):
+            thread = threading.Thread(target=parked.task)
+            thread.start()
+            threads.append(thread)
+
+    try:
+        return parked.peak_per_task(start)
+    finally:
+        for thread in threads:
+            thread.join()
+
+
+def memory_tpe(tk: ModuleType, n: int) -> float:
+    parked = _Parked(tk, n)
+    pool: list[ThreadPoolExecutor] = []
+
+    def start() -> None:
+        pool.append(ThreadPoolExecutor(n))
+        for _ in range(n):
+            pool[0].submit(parked.task)
+
+    try:
+        return parked.peak_per_task(start)
+    finally:
+        if pool:
+            pool[0].shutdown()
+
+
+# --------------------------------------------------------------------------------------
+# Runner
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Way:
+    name: str
+    label: str
+    func: Callable[[ModuleType, int], float]
+
+
+@dataclass
+class Series:
+    way: Way
+    values: list[float] = field(default_factory=list)
+
+
+def run_part(
+    title: str, ways: Sequence[Way], tk: ModuleType, n: int, rounds: int, warmup: bool
+) -> list[Series]:
+    """Interleaved rounds: every round samples every way once, in a rotating order."""
+    series = [Series(way) for way in ways]
+    if warmup:
+        _progress(f"{title}: warm-up")
+        for s in series:
+            _guarded(s.way.func, tk, max(1, n // 10))
+    for rnd in range(rounds):
+        _progress(f"{title}: round {rnd + 1}/{rounds}")
+        k = rnd % len(series)
+        for s in series[k:] + series[:k]:
+            s.values.append(_guarded(s.way.func, tk, n))
+    return series
+
+
+def _progress(msg: str) -> None:
+    print(f"  .. {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------
+
+
+def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    p25, p50, p75 = statistics.quantiles(values, n=4, method="inclusive")
+    return p25, p50, p75
+
+
+def verdict(values: Sequence[float], goal: float) -> str:
+    p25, med, p75 = quartiles(values)
+    out = "yes" if med <= goal else "no"
+    if p25 <= goal < p75:
+        out += " (marginal)"
+    return out
+
+
+def render(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
+    """A plain-text or markdown table; text columns left-aligned, numbers right-aligned."""
+    last = len(headers) - 1
+    left = [i < 2 or i == last for i in range(len(headers))]
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |"]
+        lines.append("|" + "|".join("---" if lft else "---:" for lft in left) + "|")
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        padded = (
+            c.ljust(w) if lft else c.rjust(w) for c, w, lft in zip(cells, widths, left, strict=True)
+        )
+        return "  ".join(padded).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def _spread(values: Sequence[float], scale: float, fmt: str) -> tuple[str, str]:
+    p25, med, p75 = quartiles([v * scale for v in values])
+    return format(med, fmt), f"{format(p25, fmt)}-{format(p75, fmt)}"
+
+
+def report_cost(series: list[Series], markdown: bool) -> str:
+    tg = series[0]
+    goals = {"tpe": 0.5, "thread": 0.25}
+    rows = []
+    for s in series:
+        us, us_iqr = _spread(s.values, 1e6, ".2f")
+        if s is tg:
+            rows.append([s.way.name, s.way.label, us, us_iqr, "-", "-", "-", "-"])
+            continue
+        ratios = [a / b for a, b in zip(tg.values, s.values, strict=True)]
+        med, iqr = _spread(ratios, 1.0, ".2f")
+        goal = goals[s.way.name]
+        row = [s.way.name, s.way.label, us, us_iqr, med, iqr, f"<= {goal:g}"]
+        rows.append([*row, verdict(ratios, goal)])
+    headers = [
+        "case",
+        "operation",
+        "us/task",
+        "IQR us",
+        "TaskGroup/this",
+        "IQR",
+        "goal",
+        "met",
+    ]
+    return render(headers, rows, markdown)
+
+
+def report_scale(series: list[Series], markdown: bool) -> str:
+    rows = []
+    for i, s in enumerate(series):
+        ms, ms_iqr = _spread(s.values, 1e3, ".1f")
+        ideal = [v / _BLOCK_S for v in s.values]
+        x, x_iqr = _spread(ideal, 1.0, ".2f")
+        goal, met = ("<= 1.3", verdict(ideal, 1.3)) if i == 0 else ("-", "-")
+        rows.append([s.way.name, s.way.label, ms, ms_iqr, x, x_iqr, goal, met])
+    headers = ["case", "operation", "wall ms", "IQR ms", "x ideal 50 ms", "IQR", "goal", "met"]
+    return render(headers, rows, markdown)
+
+
+def report_memory(series: list[Series], markdown: bool) -> str:
+    tg = series[0]
+    rows = []
+    for s in series:
+        kib, kib_iqr = _spread(s.values, 1 / 1024, ".2f")
+        ratios = [a / b for a, b in zip(tg.values, s.values, strict=True)]
+        ratio = "-" if s is tg else format(statistics.median(ratios), ".2f")
+        rows.append([s.way.name, s.way.label, kib, kib_iqr, ratio])
+    headers = ["case", "tasks", "KiB/task (Python heap)", "IQR", "TaskGroup/this"]
+    return render(headers, rows, markdown)
+
+
+def print_header(tk: ModuleType, args: argparse.Namespace) -> None:
+    impl = platform.python_implementation()
+    print(f"Python {platform.python_version()} ({impl}) on {platform.platform()}")
+    affinity = ""
+    if hasattr(os, "sched_getaffinity"):
+        affinity = f", affinity {sorted(os.sched_getaffinity(0))}"
+    print(
+        f"{os.cpu_count()} CPUs{affinity}, switchinterval {sys.getswitchinterval() * 1e3:g} ms, "
+        f"stack_size {threading.stack_size() or 'default'}"
+    )
+    version = getattr(tk, "__version__", "?")
+    print(f"threadkit {version} from {getattr(tk, '__file__', None) or tk.__path__}")
+    print()
+
+
+# --------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark threadkit.TaskGroup against threading.Thread and "
+        "ThreadPoolExecutor.",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="rounds for every part (default 15 / 5 / 3 for parts 1 / 2 / 3; "
+        "3 / 1 / 1 with --quick)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fast smoke run: fewer rounds, 300 tasks in part 1, 200 in parts 2 and 3",
+    )
+    parser.add_argument(
+        "--tasks", type=int, default=None, help="tasks per sample in part 1 (default 2000)"
+    )
+    parser.add_argument(
+        "--scale-tasks",
+        type=int,
+        default=None,
+        help="tasks in parts 2 and 3 (default 1000)",
+    )
+    parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds before a stuck sample aborts the run (default 60)",
+    )
+    args = parser.parse_args(argv)
+    if args.rounds is None:
+        per_part = (3, 1, 1) if args.quick else (15, 5, 3)
+        args.rounds_cost, args.rounds_scale, args.rounds_mem = per_part
+    else:
+        args.rounds_cost = args.rounds_scale = args.rounds_mem = args.rounds
+    if args.tasks is None:
+        args.tasks = 300 if args.quick else 2000
+    if args.scale_tasks is None:
+        args.scale_tasks = 200 if args.quick else 1000
+    if min(args.rounds_cost, args.tasks, args.scale_tasks) < 1 or args.timeout <= 0:
+        parser.error("--rounds, --tasks, --scale-tasks and --timeout must be positive")
+    return args
+
+
+def load_threadkit() -> ModuleType:
+    try:
+        import threadkit
+    except ImportError as exc:
+        raise SystemExit(
+            f"error: cannot import threadkit ({exc}); install it (pip install -e .) or run "
+            "with PYTHONPATH=src"
+        ) from exc
+    return threadkit
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    global _sample_timeout
+    args = parse_args(argv)
+    _sample_timeout = args.timeout
+    tk = load_threadkit()
+    print_header(tk, args)
+    heading = "### " if args.markdown else ""
+
+    cost = run_part(
+        "per-task cost",
+        [
+            Way("taskgroup", "tg.spawn(f).result()", cost_taskgroup),
+            Way("tpe", "ThreadPoolExecutor(4).submit(f).result()", cost_tpe),
+            Way("thread", "Thread(target=f) start+join", cost_thread),
+        ],
+        tk,
+        args.tasks,
+        args.rounds_cost,
+        warmup=True,
+    )
+    n = args.scale_tasks
+    scale = run_part(
+        "blocked tasks",
+        [
+            Way("taskgroup", f"TaskGroup, spawn {n}", scale_taskgroup),
+            Way("thread", f"{n} Threads, start all, join all", scale_thread),
+            Way("tpe", f"ThreadPoolExecutor({n}), submit all, wait", scale_tpe),
+        ],
+        tk,
+        n,
+        args.rounds_scale,
+        warmup=False,
+    )
+    memory = run_part(
+        "memory",
+        [
+            Way("taskgroup", f"{n} TaskGroup tasks", memory_taskgroup),
+            Way("thread", f"{n} threading.Threads", memory_thread),
+            Way("tpe", f"ThreadPoolExecutor({n}), {n} tasks", memory_tpe),
+        ],
+        tk,
+        n,
+        args.rounds_mem,
+        warmup=False,
+    )
+
+    print(
+        f"{heading}Part 1: per-task cost of `lambda: None`, {args.tasks} tasks per sample, "
+        f"{args.rounds_cost} rounds"
+    )
+    print()
+    print(report_cost(cost, args.markdown))
+    print()
+    print(
+        f"{heading}Part 2: {n} tasks each blocking {_BLOCK_S * 1e3:g} ms, "
+        f"{args.rounds_scale} round(s)"
+    )
+    print()
+    print(report_scale(scale, args.markdown))
+    print()
+    print(
+        f"{heading}Part 3: peak traced memory per blocked task (tracemalloc: Python heap "
+        f"only, no thread stacks or C thread state), {args.rounds_mem} round(s)"
+    )
+    print()
+    print(report_memory(memory, args.markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
