@@ -103,6 +103,11 @@ def test_benchmark_script_smoke() -> None:
     assert "ERROR" not in out.stdout
 
 
+def test_taskgroup_benchmark_smoke() -> None:
+    out = run(str(ROOT / "benchmarks" / "bench_taskgroup.py"), "--quick", timeout=110)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 def test_cancel_benchmark_smoke() -> None:
     out = run(str(ROOT / "benchmarks" / "bench_cancel.py"), "--quick", timeout=110)
     assert out.returncode == 0, out.stdout + out.stderr
