@@ -113,6 +113,8 @@ from dataclasses import dataclass, field
 from types import FunctionType
 from typing import Any, Protocol, cast
 
+from _report import fmt_time, quartiles, render
+
 try:
     import threadkit
     from threadkit import _core
@@ -679,13 +681,6 @@ def run_idle(rounds: int, sample_s: float) -> list[IdleResult]:
     return results
 
 
-def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
-    if len(values) < 2:
-        return values[0], values[0], values[0]
-    p25, p50, p75 = statistics.quantiles(values, n=4, method="inclusive")
-    return p25, p50, p75
-
-
 def idle_rows(res: IdleResult) -> list[list[str]]:
     case = res.case
     rows = []
@@ -721,36 +716,6 @@ def idle_rows(res: IdleResult) -> list[list[str]]:
 # --------------------------------------------------------------------------------------
 # Reporting
 # --------------------------------------------------------------------------------------
-
-
-def fmt_time(seconds: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
-
-
-def render(headers: list[str], rows: list[list[str]], markdown: bool, text_cols: int) -> str:
-    """A plain-text or markdown table: the first ``text_cols`` columns and the last one
-    are left-aligned, the others (numbers) right-aligned."""
-    last = len(headers) - 1
-    left = [i < text_cols or i == last for i in range(len(headers))]
-    if markdown:
-        lines = ["| " + " | ".join(headers) + " |"]
-        lines.append("|" + "|".join("---" if lft else "---:" for lft in left) + "|")
-        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows]
-        return "\n".join(lines)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        padded = (
-            c.ljust(w) if lft else c.rjust(w) for c, w, lft in zip(cells, widths, left, strict=True)
-        )
-        return "  ".join(padded).rstrip()
-
-    out = [line(headers), line(["-" * w for w in widths])]
-    out += [line(r) for r in rows]
-    return "\n".join(out)
 
 
 def _loadavg() -> str:

@@ -84,6 +84,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from _report import fmt_time, quartiles, render
+
 perf_counter = time.perf_counter
 
 #: Harness synchronisation always uses the stdlib, whichever module is measured.
@@ -570,20 +572,6 @@ def _report_exception(case: str, side: str, exc: BaseException) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def fmt_time(seconds: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
-
-
-def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
-    if len(values) < 2:
-        return values[0], values[0], values[0]
-    p25, p50, p75 = statistics.quantiles(values, n=4, method="inclusive")
-    return p25, p50, p75
-
-
 def summarize(res: Result) -> list[str]:
     """Table row cells for one result."""
     case = res.case
@@ -606,28 +594,6 @@ def summarize(res: Result) -> list[str]:
         target,
         verdict,
     ]
-
-
-def render(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
-    """A plain-text or markdown table; text columns left-aligned, numbers right-aligned."""
-    last = len(headers) - 1
-    left = [i < 2 or i == last for i in range(len(headers))]
-    if markdown:
-        lines = ["| " + " | ".join(headers) + " |"]
-        lines.append("|" + "|".join("---" if lft else "---:" for lft in left) + "|")
-        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows]
-        return "\n".join(lines)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        padded = (
-            c.ljust(w) if lft else c.rjust(w) for c, w, lft in zip(cells, widths, left, strict=True)
-        )
-        return "  ".join(padded).rstrip()
-
-    out = [line(headers), line(["-" * w for w in widths])]
-    out += [line(r) for r in rows]
-    return "\n".join(out)
 
 
 def print_header(args: argparse.Namespace, tk_mod: ModuleType, rounds: int) -> None:

@@ -66,6 +66,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from types import ModuleType
 
+from _report import quartiles, render
+
 perf_counter = time.perf_counter
 
 #: Per-sample deadlock guard; set from --timeout.
@@ -303,41 +305,12 @@ def _progress(msg: str) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
-    if len(values) < 2:
-        return values[0], values[0], values[0]
-    p25, p50, p75 = statistics.quantiles(values, n=4, method="inclusive")
-    return p25, p50, p75
-
-
 def verdict(values: Sequence[float], goal: float) -> str:
     p25, med, p75 = quartiles(values)
     out = "yes" if med <= goal else "no"
     if p25 <= goal < p75:
         out += " (marginal)"
     return out
-
-
-def render(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
-    """A plain-text or markdown table; text columns left-aligned, numbers right-aligned."""
-    last = len(headers) - 1
-    left = [i < 2 or i == last for i in range(len(headers))]
-    if markdown:
-        lines = ["| " + " | ".join(headers) + " |"]
-        lines.append("|" + "|".join("---" if lft else "---:" for lft in left) + "|")
-        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows]
-        return "\n".join(lines)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        padded = (
-            c.ljust(w) if lft else c.rjust(w) for c, w, lft in zip(cells, widths, left, strict=True)
-        )
-        return "  ".join(padded).rstrip()
-
-    out = [line(headers), line(["-" * w for w in widths])]
-    out += [line(r) for r in rows]
-    return "\n".join(out)
 
 
 def _spread(values: Sequence[float], scale: float, fmt: str) -> tuple[str, str]:
