@@ -1406,12 +1406,13 @@ class TestScopes:
             old = worker.scope.deadline
             assert old is not None
             worker.scope.deadline = old + 0.2
-            if threadkit.current_time() < old:
-                wait_until(lambda: threadkit.current_time() > old + 0.05, timeout=5)
-                assert worker.thread.is_alive()
+            moved_in_time = threadkit.current_time() < old
+            # Whether the worker outlived the old deadline is judged by when it
+            # ended, not by polling it, which a loaded machine can delay.
             join_promptly(worker.thread)
             assert worker.scope.cancelled_caught
-            assert worker.ended >= old + 0.15
+            if moved_in_time:
+                assert worker.ended >= old + 0.15
         finally:
             case.close()
             join_promptly(worker.thread)
