@@ -41,13 +41,8 @@ from ._threads import (
     ExceptHookArgs,
     Thread,
     Timer,
-    __excepthook__,
-    _register_atexit,
-    _shutdown,
     active_count,
-    activeCount,
     current_thread,
-    currentThread,
     enumerate,
     excepthook,
     get_ident,
@@ -62,6 +57,15 @@ from ._threads import (
     settrace_all_threads,
     stack_size,
 )
+
+# Importable but outside __all__, as in threading: the deprecated camelCase aliases,
+# and what the interpreter's exit handling (_shutdown) and concurrent.futures
+# (_register_atexit) call when threadkit stands in for threading in sys.modules.
+from ._threads import __excepthook__ as __excepthook__
+from ._threads import _register_atexit as _register_atexit
+from ._threads import _shutdown as _shutdown
+from ._threads import activeCount as activeCount
+from ._threads import currentThread as currentThread
 
 __version__ = "0.1.0.dev0"
 
@@ -110,7 +114,3 @@ __all__ = [
     "Task",
     "TaskGroup",
 ]
-
-# Names the interpreter and the standard library reach for when threadkit stands in
-# for ``threading`` in ``sys.modules`` (exit handling, concurrent.futures).
-_private_api = (_register_atexit, _shutdown, __excepthook__, activeCount, currentThread)
