@@ -1444,23 +1444,18 @@ BUGS: dict[str, Bug] = {
         """,
     ),
     "barrier-trip-wake": _bug(
-        "Barrier._trip (last arrival) marks the generation done, then takes its nodes "
-        "(take_all_locked pops them and marks them SIGNALLED before `taken` is bound) "
-        "and wakes them (wake() unparks chain heads one by one): an interrupt in there "
-        "leaves the other parties parked in a generation nobody will release (wait()'s "
-        "handler skips a done one), or signalled but never unparked; without a timeout "
-        "they wait for ever",
-        "mark the generation done only once its nodes are woken, and in the finally "
-        "unpark every node the generation had (snapshot them before taking; an extra "
-        "permit is harmless) rather than only `taken`'s chain heads",
+        "Barrier._trip (last arrival) now marks its generation's waiters while they "
+        "are still queued and unparks them one by one in a finally; an interrupt "
+        "inside that final unpark loop (the cleanup itself) leaves the waiters not "
+        "yet unparked signalled but parked; without a timeout they wait for ever",
+        "make the release a single step an interrupt cannot split (a C-level loop), "
+        "or defer KeyboardInterrupt while threadkit's own bookkeeping runs",
         {WAKEUP},
         """
-        Barrier._trip: taken = gen.queue.take_all_locked()
-        Barrier._trip: wake(taken)
-        WaitQueue.take_all_locked: ...
-        _chain: ...
-        wake: ...
-        _unpark: ...
+        Barrier._trip: for node in nodes:
+        Barrier._trip: node.record.unpark()
+        ThreadRecord.unpark: try:
+        ThreadRecord.unpark: self.parker.release()
         """,
     ),
     "return-line-window": _bug(

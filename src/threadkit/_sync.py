@@ -813,8 +813,9 @@ class Barrier:
     def _trip(self, gen: _Generation) -> None:
         """Run the action, then release ``gen``; a failing action breaks the barrier.
 
-        The release is in a ``finally``: however ``_trip`` ends, the waiters of the
-        generation it took over are not left parked.
+        The waiters of ``gen`` are marked while still queued and unparked one by
+        one in a ``finally`` (not as a chain, whose baton an interrupted waker could
+        drop), so an interruption during the release still releases them.
         """
         ok = False
         try:
@@ -822,17 +823,27 @@ class Barrier:
                 self._action()
             ok = True
         finally:
-            taken: list[Any] = []
+            nodes: list[Any] = []
+            others: list[Any] = []
             try:
                 with self._mutex:
+                    # Marked while still queued: if this is interrupted half-way,
+                    # wait()'s handler finds the generation neither done nor broken
+                    # and releases the whole queue itself.
+                    nodes = list(gen.queue.waiters)
+                    for node in nodes:
+                        node.next = None
+                        node.state = SIGNALLED
+                    gen.queue.waiters.clear()
                     if ok:
                         gen.done = True
-                        taken = gen.queue.take_all_locked()
                     else:
                         gen.broken = True
-                        taken = gen.queue.take_all_locked() + self._break_locked()
+                        others = self._break_locked()
             finally:
-                wake(taken)
+                for node in nodes:
+                    node.record.unpark()
+                wake(others)
 
     def _break_locked(self) -> list[Any]:
         self._broken = True
