@@ -51,4 +51,32 @@ def join_all(threads: list[Any], timeout: float = 10.0) -> None:
     assert not alive, f"threads still alive: {alive}"
 
 
-__all__ = ["join_all", "start_threads", "threadkit", "wait_until", "wait_until_parked"]
+def spawn(target: Callable[..., object], *args: Any) -> threadkit.Thread:
+    """Start a daemon threadkit thread (daemon: a bug must not hang the interpreter)."""
+    t = threadkit.Thread(target=target, args=args, daemon=True)
+    t.start()
+    return t
+
+
+def finish(threads: list[threadkit.Thread]) -> None:
+    """Join every thread, then re-raise the first failure raised inside one."""
+    join_all(threads)
+    for t in threads:
+        t.result()
+
+
+def parked(resource: object) -> int:
+    """How many threads are parked on ``resource`` right now."""
+    return len(_core.waiting_on(resource))
+
+
+__all__ = [
+    "finish",
+    "join_all",
+    "parked",
+    "spawn",
+    "start_threads",
+    "threadkit",
+    "wait_until",
+    "wait_until_parked",
+]

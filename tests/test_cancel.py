@@ -39,7 +39,7 @@ from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
 
 import threadkit
-from helpers import join_all, wait_until, wait_until_parked
+from helpers import finish, join_all, parked, spawn, wait_until, wait_until_parked
 from threadkit import Cancelled, CancelScope, _core
 
 pytestmark = pytest.mark.timeout(30)
@@ -70,25 +70,6 @@ def hook_calls(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     calls: list[Any] = []
     monkeypatch.setattr(threadkit, "excepthook", calls.append)
     return calls
-
-
-def spawn(target: Callable[..., object], *args: Any) -> threadkit.Thread:
-    """Start a daemon threadkit thread (daemon: a bug must not hang the interpreter)."""
-    t = threadkit.Thread(target=target, args=args, daemon=True)
-    t.start()
-    return t
-
-
-def finish(threads: list[threadkit.Thread]) -> None:
-    """Join every thread, then re-raise the first failure raised inside one."""
-    join_all(threads)
-    for t in threads:
-        t.result()
-
-
-def parked(resource: object) -> int:
-    """How many threads are parked on ``resource`` right now."""
-    return len(_core.waiting_on(resource))
 
 
 def sleeping(thread: threadkit.Thread) -> bool:

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import threadkit
-from helpers import join_all, wait_until, wait_until_parked
+from helpers import finish, join_all, parked, spawn, wait_until, wait_until_parked
 from threadkit import _core
 
 pytestmark = pytest.mark.timeout(30)
@@ -56,25 +56,6 @@ def fast_switch() -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(old)
-
-
-def spawn(target: Callable[..., object], *args: Any) -> threadkit.Thread:
-    """Start a daemon threadkit thread (daemon: a bug must not hang the interpreter)."""
-    t = threadkit.Thread(target=target, args=args, daemon=True)
-    t.start()
-    return t
-
-
-def finish(threads: list[threadkit.Thread]) -> None:
-    """Join every thread, then re-raise the first failure raised inside one."""
-    join_all(threads)
-    for t in threads:
-        t.result()
-
-
-def parked(resource: object) -> int:
-    """How many threads are parked on ``resource`` right now."""
-    return len(_core.waiting_on(resource))
 
 
 def parked_idents(resource: object) -> set[int]:
