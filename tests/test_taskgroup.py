@@ -66,18 +66,18 @@ def fail(exc: BaseException) -> NoReturn:
     raise exc
 
 
-def parked(thread: threadkit.Thread) -> bool:
-    """True if ``thread`` is parked in threadkit's core right now (in any call)."""
-    ident = thread.ident
+def parked(thread: threadkit.Thread | None) -> bool:
+    """True if ``thread`` is parked in a threadkit call right now (not idle in the cache)."""
+    ident = None if thread is None else thread.ident
     rec = None if ident is None else _core.record_for(ident)
     node = None if rec is None else rec.waiting
-    return node is not None and node.state is _core.WAITING
+    return node is not None and node.state is _core.WAITING and node.operation != "idle"
 
 
 def wait_parked(*tasks: Task[Any]) -> None:
-    """Wait until every task is parked in a threadkit call."""
+    """Wait until every task is running and parked in a threadkit call."""
     for task in tasks:
-        wait_until(lambda task=task: parked(task.thread))
+        wait_until(lambda task=task: not task.done() and parked(task.thread))
 
 
 def main_parked_on(resource: object) -> bool:
@@ -197,15 +197,14 @@ class TestAPI:
     def test_names(self) -> None:
         with TaskGroup(name="workers") as tg:
             assert tg.name == "workers"
-            named = tg.spawn(threadkit.current_thread, name="fetch-1")
-            a = tg.spawn(threadkit.current_thread)
-            b = tg.spawn(threadkit.current_thread)
+            named = tg.spawn(lambda: threadkit.current_thread().name, name="fetch-1")
+            a = tg.spawn(lambda: threadkit.current_thread().name)
+            b = tg.spawn(lambda: threadkit.current_thread().name)
         assert named.name == "fetch-1"
-        assert named.result() is named.thread
-        assert named.thread.name == "fetch-1"
-        assert isinstance(a.name, str) and a.name
+        assert named.result() == "fetch-1"  # the worker wears the task's name
+        assert isinstance(a.name, str) and a.name.startswith("workers.")
         assert a.name != b.name
-        assert a.thread.name == a.name
+        assert a.result() == a.name
         assert TaskGroup().name != TaskGroup().name
 
     def test_task_thread(self) -> None:
@@ -216,7 +215,7 @@ class TestAPI:
         assert task.result() is task.thread
         assert task.thread is not me
         assert task.thread.daemon
-        assert not task.thread.is_alive()
+        assert task.thread.name != task.name  # it wears the task's name only meanwhile
 
     def test_done_and_timeouts_while_running(self) -> None:
         release = threadkit.Event()
@@ -363,7 +362,7 @@ class TestExit:
             task = tg.spawn(work)
 
             def watch() -> None:
-                wait_until_parked(task.thread)  # the block's end waits for the task
+                wait_until_parked(tg)  # the block's end waits for the task
                 observed.append(ended.is_set())
                 release.set()
 
@@ -382,7 +381,8 @@ class TestExit:
 
             def open_in_turn() -> None:
                 for task, gate in zip(tasks, gates, strict=True):
-                    wait_until_parked(task.thread)
+                    wait_until(lambda: main_parked_on(tg))  # the block's end waits
+                    assert not task.done()
                     gate.set()
 
             opener = in_thread(open_in_turn)
@@ -556,7 +556,7 @@ class TestExit:
             wait_parked(waiter)
 
             def cancel_outer() -> None:
-                wait_until_parked(waiter.thread)  # the block's end waits for it
+                wait_until_parked(tg)  # the block's end waits for it
                 outer.cancel()
 
             canceller = in_thread(cancel_outer)
@@ -635,10 +635,10 @@ class TestExit:
             wait_parked(first)
 
             def drive() -> None:
-                wait_until_parked(first.thread)  # the block is ending
+                wait_until_parked(tg)  # the block is ending
                 go.set()
-                wait_until(lambda: bool(children))
-                wait_until_parked(children[0].thread)  # ... and awaits the late task
+                wait_until(lambda: bool(children) and first.done())
+                wait_until_parked(tg)  # ... and awaits the late task
                 observed.append(ended.is_set())
                 release.set()
 
@@ -872,19 +872,19 @@ class TestBackpressure:
         with TaskGroup(limit=limit) as tg:
             for result in tg.map(lambda x: x + 1, source()):
                 results.append(result)
-                bounds.append((len(results), pulled[0], len(tg._tasks)))
+                bounds.append((len(results), pulled[0], tg._running))
                 if len(results) == 50:
                     break
         assert results == list(range(1, 51))
-        for consumed, pulled_then, spawned in bounds:
+        for consumed, pulled_then, in_flight in bounds:
             assert pulled_then <= consumed + limit
-            assert spawned <= consumed + limit
+            assert in_flight <= limit
 
     def test_map_needs_a_limit(self) -> None:
         with TaskGroup() as tg:
             with pytest.raises(ValueError):
                 list(tg.map(abs, [1, 2]))
-            assert not tg._tasks
+            assert not tg._running
 
     def test_map_raises_a_failing_items_exception(self) -> None:
         limit = 4
@@ -903,7 +903,7 @@ class TestBackpressure:
                 yield from range(limit)
                 # Items 0-3 are in flight: let item 3 fail before map asks for
                 # any result (a failure found already there, not a race).
-                wait_until(lambda: tg._tasks[3].done())
+                wait_until(lambda: bool(tg._failures))
                 yield from range(limit, 10)
 
             try:
@@ -1031,7 +1031,7 @@ class TestCtrlC:
             wait_parked(*tasks, lingering)
 
             def release() -> None:
-                wait_until_parked(lingering.thread)  # the block waits for it
+                wait_until_parked(tg)  # the block waits for it (lingering)
                 observed.append(ended.is_set())
                 hold.set()
 
@@ -1047,19 +1047,17 @@ class TestCtrlC:
             assert task.done()
             exc = task.exception()
             assert isinstance(exc, Cancelled) and exc.scope is tg.cancel_scope
-            assert not task.thread.is_alive()
 
     def test_ctrl_c_at_the_end_of_the_block_cancels_the_tasks(self, sigints: list[int]) -> None:
         with pytest.raises(KeyboardInterrupt), TaskGroup() as tg:
             tasks = [tg.spawn(threadkit.Event().wait) for _ in range(3)]
             wait_parked(*tasks)
-            firer = _Firer(sigints, lambda: any(main_parked_on(t.thread) for t in tasks))
+            firer = _Firer(sigints, lambda: main_parked_on(tg))
         firer.join()
         assert sigints == [1]
         assert tg.cancel_scope.cancel_called
         for task in tasks:
             assert isinstance(task.exception(), Cancelled)
-            assert not task.thread.is_alive()
 
     @staticmethod
     def _count_waits(tg: TaskGroup, monkeypatch: pytest.MonkeyPatch) -> list[None]:
@@ -1082,32 +1080,37 @@ class TestCtrlC:
         tg = TaskGroup()
         waits = self._count_waits(tg, monkeypatch)
         unstick = threading.Event()
+        started = threading.Event()
+
+        def stick() -> None:
+            # A task cancelled before it starts would not run: Ctrl-C only once it has.
+            started.set()
+            unstick.wait(10)  # stdlib wait: not cancellable
+
         body = threadkit.Event()
         escaped = threading.Event()
         absorbed: list[bool] = []
 
         def drive() -> None:
             try:
-                wait_until(lambda: main_parked_on(body))
+                wait_until(lambda: main_parked_on(body) and started.is_set())
                 ctrl_c(sigints)  # in the body
-                wait_until(lambda: len(waits) == 1 and main_parked_on(stuck.thread))
+                wait_until(lambda: len(waits) == 1 and main_parked_on(tg))
                 ctrl_c(sigints)  # while the group waits for the stuck task
                 # Either it got through, or the group went back to waiting.
-                wait_until(
-                    lambda: escaped.is_set() or (len(waits) == 2 and main_parked_on(stuck.thread))
-                )
+                wait_until(lambda: escaped.is_set() or (len(waits) == 2 and main_parked_on(tg)))
                 absorbed.append(not escaped.is_set())
             finally:
                 unstick.set()
 
         with undo_scope_leak(tg):
             with pytest.raises(KeyboardInterrupt), tg:
-                stuck = tg.spawn(unstick.wait, 10)  # stdlib wait: not cancellable
+                stuck = tg.spawn(stick)
                 driver = in_thread(drive)
                 body.wait()
             escaped.set()
             driver.join()
-        stuck.thread.join(10)
+        stuck.exception(timeout=10)
         assert sigints == [2]
         assert absorbed == [False], (
             "the second Ctrl-C was absorbed: the group waited for the stuck task again"
@@ -1119,24 +1122,31 @@ class TestCtrlC:
         tg = TaskGroup()
         waits = self._count_waits(tg, monkeypatch)
         unstick = threading.Event()
+        started = threading.Event()
+
+        def stick() -> None:
+            # A task cancelled before it starts would not run: Ctrl-C only once it has.
+            started.set()
+            unstick.wait(10)  # stdlib wait: not cancellable
+
         rec = _core.current_record()
 
         def drive() -> None:
-            wait_until(lambda: len(waits) == 1 and main_parked_on(stuck.thread))
+            wait_until(lambda: len(waits) == 1 and main_parked_on(tg) and started.is_set())
             ctrl_c(sigints)  # cancels the tasks; the group waits once more
-            wait_until(lambda: len(waits) == 2 and main_parked_on(stuck.thread))
+            wait_until(lambda: len(waits) == 2 and main_parked_on(tg))
             ctrl_c(sigints)  # abandons the stuck task
 
         try:
             with undo_scope_leak(tg):
                 with pytest.raises(KeyboardInterrupt), tg:
-                    stuck = tg.spawn(unstick.wait, 10)  # stdlib wait: not cancellable
+                    stuck = tg.spawn(stick)
                     driver = in_thread(drive)
                 driver.join()
                 leaked = tg.cancel_scope in rec.scopes
         finally:
             unstick.set()
-        stuck.thread.join(10)
+        stuck.exception(timeout=10)
         assert sigints == [2]
         assert stuck.exception() is None
         assert not leaked, (
@@ -1201,7 +1211,7 @@ class TestCtrlC:
                     print("Ctrl-C", n, flush=True)
                     ctrl_c()
                     # The group waits for the stuck task (again): Ctrl-C once more.
-                    poll(lambda: len(waits) >= n and main_parked_on(task.thread))
+                    poll(lambda: len(waits) >= n and main_parked_on(tg))
 
             with threadkit.TaskGroup() as tg:
                 task = tg.spawn(stuck)

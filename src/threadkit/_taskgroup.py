@@ -10,19 +10,24 @@ of the block and an error cannot be lost in it.
 
 How it is built
 ---------------
-The group owns a ``CancelScope``: the block runs inside it, and every task starts
+The group owns a ``CancelScope``: the block runs inside it, and every task runs
 inside it too, below the scopes that enclose the block (``attach_scopes``), so that
 ``with fail_after(5): with TaskGroup() as tg:`` bounds every task, and a failure
-cancels the whole group with one ``cancel()``. Each task runs in its own thread, in a
-copy of the spawner's ``contextvars`` context, and ends in one of three ways: a
-value, ``Cancelled`` (not a failure), or a failure, which the group records and
-which cancels the group. Waiting for the tasks at the end is not a cancellation
-point: the block cannot end before its tasks, whatever happens.
+cancels the whole group with one ``cancel()``. A ``Task`` is not a thread: it is a
+job for the worker cache (``_workers``), which runs it on a reused thread, in a copy
+of the spawner's ``contextvars`` context and inside the task's own scope (what
+``Task.cancel`` cancels). It ends in one of three ways: a value, ``Cancelled`` (not
+a failure), or a failure, which the group records and which cancels the group. A
+task that is cancelled before a worker picks it up never runs its function.
 
-A task's failure is the group's to report, so it does not also go to
-``excepthook``. Task threads are daemon threads: if the block is abandoned with a
-second Ctrl-C while a task ignores its cancellation, that task does not keep the
-interpreter alive.
+The group's mutex guards its counters and the outcome of each of its tasks; the
+wait queues of ``Task.result`` and of the block's end share it, so "check, then
+wait" is one critical section. Waiting for the tasks at the end is not a
+cancellation point: the block cannot end before its tasks, whatever happens.
+
+A task's failure is the group's to report, so it does not go to ``excepthook``.
+Workers are daemon threads: if the block is abandoned with a second Ctrl-C while a
+task ignores its cancellation, that task does not keep the interpreter alive.
 """
 
 from __future__ import annotations
@@ -33,12 +38,27 @@ import enum
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from time import monotonic
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from ._core import Cancelled, CancelScope, checkpoint, current_record, scopes_of
+from ._core import (
+    TIMED_OUT,
+    Cancelled,
+    CancelScope,
+    Waiter,
+    WaitQueue,
+    armed,
+    check_cancelled,
+    checkpoint,
+    current_record,
+    enter_task,
+    exit_task,
+    scopes_of,
+)
 from ._sync import Semaphore
 from ._threads import Thread
+from ._workers import Worker, submit
 
 __all__ = ["Task", "TaskGroup"]
 
@@ -57,88 +77,198 @@ class GroupState(enum.Enum):
     CLOSED = "closed"  # every task has ended; no more spawning
 
 
+OPEN = GroupState.OPEN
+CLOSING = GroupState.CLOSING
+
+
+class TaskState(enum.Enum):
+    """The life of a task: it moves forward only."""
+
+    PENDING = "pending"  # spawned; waiting for a worker
+    RUNNING = "running"
+    DONE = "done"
+
+
+PENDING = TaskState.PENDING
+RUNNING = TaskState.RUNNING
+DONE = TaskState.DONE
+
+
 class Task(Generic[T]):
     """A task spawned in a ``TaskGroup``: its outcome, and a way to cancel it."""
 
-    __slots__ = ("_thread", "name")
+    __slots__ = (
+        "_name",
+        "_number",
+        "_group",
+        "_fn",
+        "_args",
+        "_kwargs",
+        "_context",
+        "_scope",
+        "_state",
+        "_thread",
+        "_result",
+        "_exception",
+        "_traceback",
+        "_waiters",
+    )
 
-    def __init__(self, thread: _TaskThread, name: str) -> None:
-        self._thread = thread
-        #: The task's name (its thread's name).
-        self.name = name
+    def __init__(
+        self,
+        group: TaskGroup,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None,
+        number: int,
+    ) -> None:
+        self._name = name
+        self._number = number
+        self._group = group
+        self._fn: Callable[..., T] | None = fn
+        self._args = args
+        self._kwargs = kwargs
+        self._context: contextvars.Context | None = contextvars.copy_context()
+        #: The task's own scope, inside the group's: what ``cancel()`` cancels.
+        self._scope = CancelScope()
+        # The fields below are guarded by the group's mutex once the task is queued.
+        self._state = PENDING
+        self._thread: Thread | None = None
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._traceback: TracebackType | None = None
+        #: Threads waiting in ``result()``/``exception()``; created by the first one.
+        self._waiters: WaitQueue | None = None
 
     def __repr__(self) -> str:
-        if not self._thread.is_alive() and self._thread.ident is not None:
-            state = "done"
-        else:
-            state = "running"
-        return f"<threadkit.Task {self.name} {state}>"
+        return f"<threadkit.Task {self.name} {self._state.value}>"
 
     @property
-    def thread(self) -> Thread:
-        """The thread the task runs on."""
+    def name(self) -> str:
+        """The task's name (``<group name>.<n>`` unless given); its thread wears it
+        while the task runs. Settable."""
+        name = self._name
+        if name is None:
+            name = self._name = f"{self._group.name}.{self._number}"
+        return name
+
+    @name.setter
+    def name(self, name: object) -> None:
+        self._name = str(name)
+
+    @property
+    def thread(self) -> Thread | None:
+        """The worker thread the task runs (or ran) on; None until it starts.
+
+        Worker threads are reused: after the task, the thread may run others.
+        """
         return self._thread
 
     def result(self, timeout: float | None = None) -> T:
         """Wait for the task; return its value or raise its exception.
 
-        A task that ended by cancellation raises its ``Cancelled``. TimeoutError if
-        ``timeout`` (seconds) expires first. A cancellation point.
+        The exception keeps its original traceback; a task that ended by
+        cancellation raises its ``Cancelled``. TimeoutError if ``timeout`` (seconds)
+        expires first. A cancellation point: ``Cancelled`` if the caller is
+        cancelled, on entry or while waiting (the task is unaffected).
         """
-        value: T = self._thread.result(timeout)
+        if not self._wait(timeout):
+            raise TimeoutError(f"{self.name} did not finish within {timeout} seconds")
+        if self._exception is not None:
+            raise self._exception.with_traceback(self._traceback)
+        value: T = self._result
         return value
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        """Wait for the task; return the exception it ended with, or None."""
-        return self._thread.exception(timeout)
+        """Wait for the task; return the exception it ended with, or None.
+
+        TimeoutError if ``timeout`` (seconds) expires first. A cancellation point,
+        like ``result``.
+        """
+        if not self._wait(timeout):
+            raise TimeoutError(f"{self.name} did not finish within {timeout} seconds")
+        return self._exception
 
     def done(self) -> bool:
         """True once the task has ended, whichever way."""
-        return self._thread.ident is not None and not self._thread.is_alive()
+        return self._state is DONE
 
     def cancel(self) -> None:
-        """Cancel this task only; it gets ``Cancelled`` at its next cancellation point."""
-        self._thread.cancel()
+        """Cancel this task only; it gets ``Cancelled`` at its next cancellation point.
 
+        A task cancelled before it started does not run at all. Never blocks.
+        """
+        self._scope.cancel()
 
-class _TaskThread(Thread):
-    """The thread of one task: runs in the group's scopes and reports to the group."""
-
-    def __init__(
-        self,
-        group: TaskGroup,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        context: contextvars.Context,
-        name: str,
-    ) -> None:
-        super().__init__(name=name, daemon=True)
-        self._group = group
-        self._fn = fn
-        self._fn_args = args
-        self._fn_kwargs = kwargs
-        self._context = context
-
-    def _scopes(self) -> list[CancelScope]:
-        # The group's enclosing scopes, then the group's own, then the task's.
-        return [*self._group._scopes, self._root_scope]
-
-    def run(self) -> Any:
+    # -- waiting --------------------------------------------------------------------------
+    def _wait(self, timeout: float | None, cancellable: bool = True) -> bool:
+        """Park until the task is done; return False if ``timeout`` expired."""
+        if cancellable and armed[0]:
+            checkpoint()
+        if self._state is DONE:
+            return True
+        thread = self._thread
+        if thread is not None and thread.ident == _thread.get_ident():
+            raise RuntimeError(f"task {self.name} cannot wait for itself")
+        deadline = None if timeout is None else monotonic() + max(timeout, 0)
+        rec = current_record()
+        mutex = self._group._mutex
+        with mutex:
+            queue = self._waiters
+            if queue is None:
+                queue = self._waiters = WaitQueue(mutex)
         try:
-            return self._context.run(self._fn, *self._fn_args, **self._fn_kwargs)
-        except BaseException as exc:
-            # Recorded before the slot is freed, so a spawner waiting for that slot
-            # already finds the group cancelled.
-            if not isinstance(exc, Cancelled):
-                self._group._task_failed(exc)
+            while True:
+                with mutex:
+                    if self._state is DONE:
+                        return True
+                    node = queue.add_locked(rec, self, "result")
+                if queue.park(node, deadline, _noop, cancellable) is TIMED_OUT:
+                    return self._state is DONE
+        except BaseException:
+            queue.cancel_wait(rec, _noop)
             raise
-        finally:
-            del self._fn, self._fn_args, self._fn_kwargs, self._context
-            self._group._task_ended()
 
-    def _report(self, exc: BaseException) -> None:
-        """A task's failure is the group's to raise, not excepthook's."""
+    # -- running (in a worker) ------------------------------------------------------------
+    def run_in(self, worker: Worker) -> list[Waiter]:
+        """Run the task in ``worker``'s thread and record how it ended; never raises.
+
+        Returns the waiters to wake (of ``result()`` and of the block's end), for the
+        worker to wake just before it parks or moves on: a thread woken while its
+        waker still runs would only wake up to wait for the GIL.
+        """
+        group = self._group
+        rec = current_record()
+        self._thread = worker
+        self._state = RUNNING
+        enter_task(rec, group._scopes, self._scope)
+        try:
+            try:
+                if armed[0]:
+                    # A task cancelled while it was queued does not start at all.
+                    check_cancelled(rec)
+                fn = self._fn
+                assert fn is not None and self._context is not None
+                self._result = self._context.run(fn, *self._args, **self._kwargs)
+            except BaseException as exc:
+                self._exception = exc
+                self._traceback = exc.__traceback__
+                # Recorded before the slot is freed, so a spawner waiting for that
+                # slot already finds the group cancelled.
+                if not isinstance(exc, Cancelled):
+                    group._task_failed(exc)
+                del exc
+        finally:
+            exit_task(rec, group._scopes, self._scope)
+            self._fn = self._context = None
+            self._args = ()
+            self._kwargs = {}
+        return group._task_ended(self)
+
+
+def _noop() -> None:
+    pass
 
 
 class TaskGroup:
@@ -167,9 +297,10 @@ class TaskGroup:
         self.cancel_scope = CancelScope()
         self._scopes: list[CancelScope] = []
         self._state = GroupState.NEW
-        # Guards _tasks, _failures, _running and _state.
+        # Guards _failures, _running, _state and the outcome of every task of the group.
         self._mutex = _thread.allocate_lock()
-        self._tasks: list[Task[Any]] = []
+        #: Where the block's end waits for the last task (shares _mutex).
+        self._all_done = WaitQueue(self._mutex)
         self._failures: list[BaseException] = []
         self._running = 0
         self._task_counter = itertools.count(1)
@@ -258,13 +389,18 @@ class TaskGroup:
 
     def _wait_all(self) -> None:
         """Wait, not cancellably, until every task (even ones spawned late) has ended."""
-        while True:
-            with self._mutex:
-                pending = [t for t in self._tasks if not t.done()]
-            if not pending:
-                return
-            for task in pending:
-                task._thread._wait_stopped(None, cancellable=False)
+        rec = current_record()
+        queue = self._all_done
+        try:
+            while True:
+                with self._mutex:
+                    if not self._running:
+                        return
+                    node = queue.add_locked(rec, self, "wait for tasks")
+                queue.park(node, None, _noop, False)
+        except BaseException:
+            queue.cancel_wait(rec, _noop)
+            raise
 
     # -- tasks ----------------------------------------------------------------------------
     def spawn(
@@ -272,35 +408,34 @@ class TaskGroup:
     ) -> Task[R]:
         """Start ``fn(*args, **kwargs)`` as a task of this group; return its ``Task``.
 
-        The task runs in a copy of the caller's ``contextvars`` context, inside the
-        group's cancel scopes. With a ``limit``, waits for a free slot first (a
-        cancellation point). RuntimeError if the group is not open.
+        The task runs on a worker thread, in a copy of the caller's ``contextvars``
+        context, inside the group's cancel scopes. With a ``limit``, waits for a
+        free slot first (a cancellation point). RuntimeError if the group is not
+        open.
         """
-        self._check_open()
-        if self._slots is not None:
-            self._slots.acquire()
+        slots = self._slots
+        if slots is not None:
+            self._check_open()
+            slots.acquire()
         try:
-            if self._slots is not None:
+            if slots is not None:
                 # The slot may have come from a task that just failed: do not start
                 # another task in a group that is being cancelled.
                 checkpoint()
             with self._mutex:
-                self._check_open()
-                task_name = name if name is not None else f"{self.name}.{next(self._task_counter)}"
-                thread = _TaskThread(self, fn, args, kwargs, contextvars.copy_context(), task_name)
-                task: Task[R] = Task(thread, task_name)
-                self._tasks.append(task)
+                if self._state is not OPEN and self._state is not CLOSING:
+                    self._check_open()
+                task: Task[R] = Task(self, fn, args, kwargs, name, next(self._task_counter))
                 self._running += 1
             try:
-                thread.start()
+                submit(task)
             except BaseException:
                 with self._mutex:
-                    self._tasks.remove(task)
                     self._running -= 1
                 raise
         except BaseException:
-            if self._slots is not None:
-                self._slots.release()
+            if slots is not None:
+                slots.release()
             raise
         return task
 
@@ -332,10 +467,10 @@ class TaskGroup:
             # The group was cancelled because an item failed: report that failure
             # (the first in input order), not the cancellation it caused.
             for task in window:
-                task._thread._wait_stopped(None, cancellable=False)
-                error = task._thread._exception
+                task._wait(None, cancellable=False)
+                error = task._exception
                 if error is not None and not isinstance(error, Cancelled):
-                    raise error.with_traceback(task._thread._traceback) from None
+                    raise error.with_traceback(task._traceback) from None
             raise
 
     def _check_open(self) -> None:
@@ -349,11 +484,18 @@ class TaskGroup:
             self._failures.append(error)
         self.cancel_scope.cancel()
 
-    def _task_ended(self) -> None:
+    def _task_ended(self, task: Task[Any]) -> list[Waiter]:
+        """Publish ``task``'s outcome and free its slot; return the waiters to wake."""
         with self._mutex:
+            task._state = DONE
+            queue = task._waiters
+            woken = queue.take_all_locked() if queue is not None else []
             self._running -= 1
+            if not self._running:
+                woken += self._all_done.take_all_locked()
         if self._slots is not None:
             self._slots.release()
+        return woken
 
 
 def _unique(errors: Iterable[BaseException]) -> list[BaseException]:

@@ -82,13 +82,50 @@ _start_new_thread = _thread.start_new_thread
 get_ident = _thread.get_ident
 get_native_id = _thread.get_native_id
 stack_size = _thread.stack_size
-local = _thread._local
 excepthook = _thread._excepthook
 __excepthook__ = _thread._excepthook
 ExceptHookArgs = _thread._ExceptHookArgs
 _daemon_threads_allowed: Callable[[], bool] = getattr(
     _thread, "daemon_threads_allowed", lambda: True
 )
+
+
+def _note_local_use() -> None:
+    current_record().used_local = True
+
+
+def _noting_use(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a ``local`` subclass's ``__init__`` so that it also notes the use."""
+
+    @functools.wraps(init)
+    def __init__(self: local, /, *args: Any, **kwargs: Any) -> None:
+        _note_local_use()
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+class local(_thread._local):
+    """Thread-local data, as ``threading.local``: each thread sees its own attributes.
+
+    The storage is the C ``_thread._local``; what is added is that a thread notes,
+    the first time it touches an instance, that its local storage is no longer
+    empty. (The C type calls ``__init__`` in each thread at its first touch, which is
+    where the note is taken, also for subclasses that override ``__init__``.) A task
+    group's worker thread that has touched one is not reused for another task, so a
+    task never sees the ``local`` values of the task that ran before it.
+    """
+
+    def __init__(self, /, *args: Any, **kwargs: Any) -> None:
+        if args or kwargs:
+            raise TypeError("Initialization arguments are not supported")
+        _note_local_use()
+
+    def __init_subclass__(cls, /, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            setattr(cls, "__init__", _noting_use(init))  # noqa: B010 (mypy: method assign)
 
 
 class ThreadState(enum.Enum):
@@ -205,7 +242,7 @@ class Thread:
             status += " daemon"
         if self._ident is not None:
             status += f" {self._ident}"
-        return f"<{type(self).__name__}({self._name}, {status})>"
+        return f"<{type(self).__name__}({self.name}, {status})>"
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:

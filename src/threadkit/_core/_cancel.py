@@ -57,6 +57,8 @@ __all__ = [
     "attach_scopes",
     "detach_scopes",
     "enter_root",
+    "enter_task",
+    "exit_task",
     "fail_after",
     "fail_at",
     "move_on_after",
@@ -113,8 +115,9 @@ class CancelScope:
         self._shield = shield
         self._cancel_called = False
         self._cancelled_caught = False
-        #: Records of the threads whose scope stack holds this scope (under _mutex).
-        self._records: list[ThreadRecord] = []
+        #: Records of the threads whose scope stack holds this scope, as an ordered
+        #: set (under _mutex): a group's scope holds every worker running its tasks.
+        self._records: dict[ThreadRecord, None] = {}
         self._owner: ThreadRecord | None = None
         self._state = "new"  # new -> entered -> exited
         self._armed = False  # counted in ``armed``
@@ -140,7 +143,7 @@ class CancelScope:
             self._state = "entered"
             self._owner = rec
             rec.scopes.append(self)
-            self._records.append(rec)
+            self._records[rec] = None
             self._rearm_locked()
         return self
 
@@ -244,7 +247,7 @@ class CancelScope:
 
     def _attach_locked(self, rec: ThreadRecord) -> None:
         """Put this (already entered) scope on another thread's stack (task groups)."""
-        self._records.append(rec)
+        self._records[rec] = None
         rec.scopes.append(self)
 
 
@@ -306,7 +309,7 @@ def enter_root(rec: ThreadRecord, scope: CancelScope) -> None:
             scope._state = "entered"
             scope._owner = rec
         rec.scopes.insert(0, scope)
-        scope._records.append(rec)
+        scope._records[rec] = None
         scope._rearm_locked()
 
 
@@ -353,7 +356,7 @@ def attach_scopes(rec: ThreadRecord, scopes: list[CancelScope]) -> None:
             elif scope._state == "exited":
                 continue
             rec.scopes.append(scope)
-            scope._records.append(rec)
+            scope._records[rec] = None
             scope._rearm_locked()
 
 
@@ -363,11 +366,44 @@ def detach_scopes(rec: ThreadRecord, scopes: list[CancelScope]) -> None:
         for scope in scopes:
             if scope in rec.scopes:
                 rec.scopes.remove(scope)
-            if rec in scope._records:
-                scope._records.remove(rec)
+            scope._records.pop(rec, None)
             if scope._owner is rec:
                 scope._detach_all_locked()
                 scope._state = "exited"
+
+
+def enter_task(rec: ThreadRecord, outer: list[CancelScope], own: CancelScope) -> None:
+    """Put a task's scopes on the stack of the worker ``rec`` that is about to run it.
+
+    ``outer`` are the group's scopes, entered by the spawner (exited ones are
+    skipped); ``own`` is the task's new scope, which becomes the worker's. The
+    worker's stack is empty between tasks. ``attach_scopes`` for this hot case.
+    """
+    with _mutex:
+        stack = rec.scopes
+        for scope in outer:
+            if scope._state == "entered":
+                stack.append(scope)
+                scope._records[rec] = None
+        own._state = "entered"
+        own._owner = rec
+        stack.append(own)
+        own._records[rec] = None
+        if own._cancel_called or own._deadline is not None:
+            own._rearm_locked()
+
+
+def exit_task(rec: ThreadRecord, outer: list[CancelScope], own: CancelScope) -> None:
+    """Undo ``enter_task`` when the task has ended: the worker's stack is empty again."""
+    with _mutex:
+        rec.scopes.clear()
+        for scope in outer:
+            scope._records.pop(rec, None)
+        own._records.clear()
+        own._state = "exited"
+        if own._armed:
+            own._armed = False
+            _count_armed_locked(-1)
 
 
 def _wake(records: list[ThreadRecord]) -> None:

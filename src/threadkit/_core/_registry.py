@@ -64,7 +64,16 @@ _allocate_lock = _thread.allocate_lock
 class ThreadRecord:
     """What the registry knows about one live thread (plain data)."""
 
-    __slots__ = ("ident", "parker", "thread", "waiting", "node", "scopes", "__weakref__")
+    __slots__ = (
+        "ident",
+        "parker",
+        "thread",
+        "waiting",
+        "node",
+        "scopes",
+        "used_local",
+        "__weakref__",
+    )
 
     def __init__(self, ident: int) -> None:
         self.ident = ident
@@ -83,6 +92,10 @@ class ThreadRecord:
         #: The cancel scopes this thread is inside, outermost first (under the cancel
         #: module's mutex; see ``_cancel``).
         self.scopes: list[CancelScope] = []
+        #: Set (by the thread itself) once it has touched a ``threadkit.local``: its
+        #: thread-local storage is no longer empty, so it must not be reused for an
+        #: unrelated task (see ``_workers``).
+        self.used_local = False
 
     def unpark(self) -> None:
         """Give this thread a permit; a no-op if it already has one."""

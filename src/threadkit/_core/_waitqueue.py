@@ -223,6 +223,21 @@ class WaitQueue:
             node.state = SIGNALLED
         return taken
 
+    def take_newest_locked(self) -> Waiter | None:
+        """Mark the most recent waiter SIGNALLED and return it, or None; caller holds mutex.
+
+        Last in, first out: for a cache of idle threads, where reusing the thread that
+        parked last keeps the others idle long enough to time out. Pass the node to
+        ``wake`` after dropping the mutex.
+        """
+        if not self.waiters:
+            return None
+        node = self.waiters.pop()
+        node.next = None
+        node.head = True
+        node.state = SIGNALLED
+        return node
+
     def unpark(self, n: int = 1) -> int:
         """Wake up to ``n`` waiters in FIFO order; return how many were woken."""
         if n == 1:
@@ -255,8 +270,13 @@ class WaitQueue:
         deadline: float | None,
         pass_on: Callable[[], object] | None = None,
         cancellable: bool = True,
+        handoff: list[Waiter] | None = None,
     ) -> WaitState:
         """Block until ``node`` is signalled or ``deadline`` (monotonic) passes.
+
+        ``handoff``: nodes the caller signalled, woken (``wake``) right before this
+        thread first blocks, so that they do not wake up only to find the GIL held
+        by their waker. They are woken whatever happens.
 
         Returns the node's final state, SIGNALLED or TIMED_OUT. A cancellation point
         (unless ``cancellable`` is false): if the thread's cancel scopes are cancelled,
@@ -268,6 +288,9 @@ class WaitQueue:
         rec = node.record
         try:
             parker = rec.parker
+            if handoff:
+                wake(handoff)
+                handoff = None
             while node.state is WAITING:
                 if cancellable and armed[0]:
                     scope = cancel_source(rec)
@@ -303,6 +326,8 @@ class WaitQueue:
                 self._pass_baton(node)
             return state
         except BaseException:
+            if handoff:
+                wake(handoff)
             self.abandon(node, pass_on)
             raise
 

@@ -1,0 +1,296 @@
+"""The worker cache: threads kept alive between tasks.
+
+The idea
+--------
+Starting an OS thread and ending it costs about 60 microseconds; handing a job to a
+thread that already exists costs a few. Task groups therefore run their tasks on
+worker threads from this process-wide cache, which grows on demand and shrinks
+when workers sit idle.
+
+Scheduling
+----------
+Jobs wait in one FIFO run queue. A worker is *running* a job, *searching* (awake
+and about to look at the queue, running no user code), or *idle* (parked in the
+cache's wait queue). One rule keeps every job live:
+
+    whenever the run queue is not empty, at least one worker is searching.
+
+1. ``submit`` appends the job. If no worker is searching, it makes one: it claims
+   the most recently idle worker, or starts a new thread.
+2. A worker that takes a job stops searching. If jobs remain and nobody is
+   searching, it makes a searcher (as in 1) *before* it runs its job.
+3. A worker that finds the queue empty parks idle.
+
+So a job never waits behind a job that blocks: whoever takes a job has first made
+sure that someone else will look at the rest. And a burst of short jobs costs no
+thread switch per job: the worker that holds the GIL drains the queue, and the one
+extra searcher wakes once, finds the queue empty and parks again. (Go's scheduler
+keeps "spinning" threads by a similar rule.)
+
+Reuse never carries state from one job to the next
+-----------------------------------------------------
+* Each job runs in its own ``contextvars`` context (the job's business: task
+  groups copy the spawner's).
+* ``threadkit.local`` notes on the thread's record when a thread first touches an
+  instance. A worker whose local storage is no longer empty ends after its job
+  instead of going back to the cache. (``_thread._local`` storage cannot be
+  cleared for one thread from Python; a fresh thread is the only clean slate.)
+  The stdlib's own ``threading.local``, when the real ``threading`` is used next
+  to threadkit, cannot be observed and behaves as under ``ThreadPoolExecutor``.
+* A trace or profile function a job installed is put back to ``settrace``'s.
+* The worker's ``name`` is the job's while the job runs, and its own otherwise.
+
+Idle workers
+------------
+An idle worker parks in the core (so diagnostics see it) for at most
+``IDLE_TIMEOUT`` seconds, then ends. Idle workers are claimed last in, first out,
+so that under a light load the surplus ones age out. Workers are daemon threads:
+an idle one never keeps the interpreter alive.
+
+Rejected: a new thread per task (what 0.1 did, about 60 us a task); handing each
+job to its own idle worker (every job then costs two thread switches, even in a
+burst); a fixed number of workers, as ``ThreadPoolExecutor`` has (a task that waits
+for a task queued behind it would deadlock).
+"""
+
+from __future__ import annotations
+
+import _thread
+import itertools
+import os
+import sys
+from collections import deque
+from time import monotonic
+from typing import Any, Protocol
+
+from . import _threads
+from ._core import TIMED_OUT, Waiter, WaitQueue, current_record, wake
+from ._threads import Thread
+
+__all__ = ["IDLE_TIMEOUT", "Job", "idle_workers", "retire_idle", "submit", "workers"]
+
+#: Seconds an idle worker waits for a job before it ends.
+IDLE_TIMEOUT = 10.0
+
+
+class Job(Protocol):
+    """What the cache runs: a name for the worker to wear, and ``run``."""
+
+    @property
+    def name(self) -> str: ...
+
+    def run_in(self, worker: Worker) -> list[Waiter]:
+        """Run the job in ``worker``'s thread; return the waiters to wake. Never raises."""
+
+    def cancel(self) -> None:
+        """Cancel the job (``Worker.cancel`` while it runs)."""
+
+
+# Guards _run_queue, _searching, _workers and the idle queue.
+_mutex = _thread.allocate_lock()
+_run_queue: deque[Job] = deque()
+#: Workers parked idle, newest last (the queue's resource, for diagnostics).
+_idle = WaitQueue(_mutex)
+#: Workers awake between jobs, about to look at the run queue (see the rule above).
+_searching = 0
+#: Every live worker.
+_workers: set[Worker] = set()
+_ids = itertools.count(1)
+_gettrace = sys.gettrace
+_getprofile = sys.getprofile
+
+
+class Worker(Thread):
+    """A cached worker thread: runs one job after another, parks idle in between."""
+
+    def __init__(self) -> None:
+        name = f"threadkit-worker-{next(_ids)}"
+        super().__init__(name=name, daemon=True)
+        self._own_name = name
+        #: The job running now, or None (written by the worker only).
+        self._job: Job | None = None
+        #: Set under ``_mutex`` by ``retire_idle``: end instead of searching.
+        self._retiring = False
+
+    @property
+    def name(self) -> str:
+        """The running job's name, or the worker's own between jobs."""
+        job = self._job
+        return job.name if job is not None else self._own_name
+
+    @name.setter
+    def name(self, name: object) -> None:
+        self._own_name = str(name)
+
+    def _scopes(self) -> list[Any]:
+        # Between jobs a worker is inside no scope; each job brings its own.
+        return []
+
+    def cancel(self) -> None:
+        """Cancel the job this worker is running, if any."""
+        job = self._job
+        if job is not None:
+            job.cancel()
+
+    def run(self) -> None:
+        _work(self)
+
+
+def submit(job: Job) -> None:
+    """Queue ``job``; a worker runs it soon, whatever the other jobs do.
+
+    RuntimeError (from ``_thread``) if a needed thread cannot be started; the job
+    is then not queued.
+    """
+    global _searching
+    with _mutex:
+        _run_queue.append(job)
+        if _searching:
+            return
+        _searching = 1
+        node = _idle.take_newest_locked()
+    if node is not None:
+        wake([node])
+        return
+    try:
+        _start_worker()
+    except BaseException:
+        with _mutex:
+            _searching -= 1
+            # Unless a finishing worker took it meanwhile, the job was never run.
+            try:
+                _run_queue.remove(job)
+            except ValueError:
+                return
+        raise
+
+
+def _start_worker() -> None:
+    worker = Worker()
+    with _mutex:
+        _workers.add(worker)
+    try:
+        worker.start()
+    except BaseException:
+        with _mutex:
+            _workers.discard(worker)
+        raise
+
+
+def _recruit() -> None:
+    """Make a searcher for the jobs left in the queue (rule 2); ``_searching`` counts it."""
+    global _searching
+    with _mutex:
+        node = _idle.take_newest_locked()
+    if node is not None:
+        wake([node])
+        return
+    try:
+        _start_worker()
+    except BaseException:
+        # Out of threads: the jobs wait for a worker to finish instead.
+        with _mutex:
+            _searching -= 1
+
+
+def _work(worker: Worker) -> None:
+    """A worker's life: search, run, and park idle until a timeout ends it."""
+    global _searching
+    rec = current_record()
+    searching = True  # whoever started this worker counted it as searching
+    woken: list[Waiter] = []  # of the last job, woken once this thread moves on
+    try:
+        while True:
+            recruit = False
+            job: Job | None = None
+            try:
+                with _mutex:
+                    if searching:
+                        _searching -= 1
+                        searching = False
+                    if _run_queue:
+                        job = _run_queue.popleft()
+                        if _run_queue and not _searching:
+                            _searching += 1
+                            recruit = True
+                    else:
+                        node = _idle.add_locked(rec, _idle, "idle")
+            except BaseException:
+                wake(woken)
+                raise
+            if job is None:
+                # The last job's waiters are woken as this thread parks (see park).
+                handoff, woken = woken, []
+                deadline = monotonic() + IDLE_TIMEOUT
+                if _idle.park(node, deadline, None, False, handoff) is TIMED_OUT:
+                    return
+                # Claimed (and counted as searching) by a submitter, or retired.
+                searching = not worker._retiring
+                if not searching:
+                    return
+                continue
+            if woken:
+                wake(woken)
+            if recruit:
+                _recruit()
+            worker._job = job
+            woken = job.run_in(worker)
+            worker._job = None
+            del job
+            if rec.used_local:
+                wake(woken)
+                return
+            if _gettrace() is not _threads._trace_hook:
+                sys.settrace(_threads._trace_hook)
+            if _getprofile() is not _threads._profile_hook:
+                sys.setprofile(_threads._profile_hook)
+    finally:
+        lost = False
+        with _mutex:
+            _workers.discard(worker)
+            if searching:
+                # Only if this thread dies of an internal error while searching.
+                _searching -= 1
+                lost = bool(_run_queue) and not _searching
+                if lost:
+                    _searching += 1
+        if lost:
+            _recruit()
+
+
+def workers() -> list[Worker]:
+    """Every live worker, busy or idle."""
+    with _mutex:
+        return list(_workers)
+
+
+def idle_workers() -> int:
+    """How many workers are parked idle right now."""
+    return len(_idle)
+
+
+def retire_idle() -> list[Worker]:
+    """End every idle worker now; return them (to join). For tests and benchmarks."""
+    with _mutex:
+        nodes = _idle.take_all_locked()
+        retired = []
+        for node in nodes:
+            worker = node.record.thread
+            worker._retiring = True
+            retired.append(worker)
+    wake(nodes)
+    return retired
+
+
+def _after_fork() -> None:
+    """In a forked child no worker exists, and queued jobs belong to the parent."""
+    global _mutex, _idle, _searching
+    _mutex = _thread.allocate_lock()
+    _idle = WaitQueue(_mutex)
+    _run_queue.clear()
+    _workers.clear()
+    _searching = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
