@@ -11,30 +11,44 @@ Usage::
 
 Part 1: per-task cost
 ---------------------
-A trivial task (``lambda: None``) run three ways: ``tg.spawn(f).result()`` in one
-entered ``threadkit.TaskGroup`` (sequential spawn + result; entering and leaving the
-group is outside the timed region), ``ThreadPoolExecutor(4).submit(f).result()``
-(the pool is created and warmed up outside the timed region) and
-``threading.Thread(target=f)`` ``start()`` + ``join()``.  Each sample runs ``--tasks``
-tasks one after the other and gives microseconds per task; each round takes one
-sample of each way, in an order that rotates from round to round.  The headline
+A trivial task (``lambda: None``), two ways of using it, three tools each.
+
+*One at a time* (latency): ``tg.spawn(f).result()`` in one entered
+``threadkit.TaskGroup`` (entering and leaving the group is outside the timed region),
+``ThreadPoolExecutor(4).submit(f).result()`` (the pool is created and warmed up
+outside the timed region) and ``threading.Thread(target=f)`` ``start()`` + ``join()``.
+Every task here costs two thread switches whatever the tool (the task runs on
+another thread, and the caller waits for it), so this row shows the overhead on
+top of that floor.
+
+*A burst* (throughput): ``--tasks`` tasks spawned in a row, then all awaited: a
+``TaskGroup`` block that spawns them (its end waits for them), ``submit`` them all
+to a warmed-up ``ThreadPoolExecutor(4)`` and then ``result()`` each, or start that
+many ``threading.Thread`` objects and then join each.
+
+Each sample runs ``--tasks`` tasks and gives microseconds per task; each round takes
+one sample of each way, in an order that rotates from round to round. The headline
 numbers are the medians over rounds of the per-round ratios TaskGroup / TPE and
 TaskGroup / Thread, with their interquartile range (p25-p75); goals: <= 0.5 and
-<= 0.25.  A verdict is flagged "(marginal)" when the IQR straddles the goal.
+<= 0.25. A verdict is flagged "(marginal)" when the IQR straddles the goal.
 
 Part 2: the threading-docs example at scale
 -------------------------------------------
 ``--scale-tasks`` tasks (default 1000) each blocking 50 ms in ``time.sleep(0.05)``,
 started all at once: a ``TaskGroup`` (no ``limit``) spawning all of them, timed
-from before entering the block to after leaving it; as many ``threading.Thread``
-objects started, then joined; and a ``ThreadPoolExecutor(n)`` (created inside the
-timed region), submit-all then ``concurrent.futures.wait`` (its ``shutdown`` is
-outside the timed region).  Reported: wall time and its ratio to the ideal 50 ms;
-goal for the TaskGroup: within 1.3x.  Rounds are interleaved as in part 1.
+from before entering the block to after leaving it, once with the worker cache warm
+(a first, untimed group of as many tasks ran just before) and once cold (the cache
+emptied first); as many ``threading.Thread`` objects started, then joined; and a
+``ThreadPoolExecutor(n)`` (created inside the timed region), submit-all then
+``concurrent.futures.wait`` (its ``shutdown`` is outside the timed region).
+Reported: wall time and its ratio to the ideal 50 ms; goal for the TaskGroup:
+within 1.3x. Rounds are interleaved as in part 1.
 
 Part 3: peak memory per task
 ----------------------------
-With ``tracemalloc`` started, ``--scale-tasks`` tasks are started that check in and
+With ``tracemalloc`` started, ``--scale-tasks`` tasks are started (TaskGroup: once
+on a warm worker cache, where the workers exist already, and once on a cold one,
+where each task also allocates its worker's ``Thread`` object) that check in and
 then block on one ``threadkit.Event``; once all have checked in (and a short settle
 delay), the peak of ``tracemalloc.get_traced_memory()`` since the reset before the
 start, minus the traced memory at that reset, divided by the number of tasks, is the
@@ -124,6 +138,44 @@ def cost_tpe(tk: ModuleType, n: int) -> float:
     return (t1 - t0) / n
 
 
+def burst_taskgroup(tk: ModuleType, n: int) -> float:
+    f = _noop
+    t0 = perf_counter()
+    with tk.TaskGroup() as tg:
+        spawn = tg.spawn
+        for _ in range(n):
+            spawn(f)
+    t1 = perf_counter()
+    return (t1 - t0) / n
+
+
+def burst_tpe(tk: ModuleType, n: int) -> float:
+    f = _noop
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(8):
+            pool.submit(f).result()  # warm-up: the worker thread exists
+        submit = pool.submit
+        t0 = perf_counter()
+        futures = [submit(f) for _ in range(n)]
+        for future in futures:
+            future.result()
+        t1 = perf_counter()
+    return (t1 - t0) / n
+
+
+def burst_thread(tk: ModuleType, n: int) -> float:
+    f = _noop
+    new_thread = threading.Thread
+    t0 = perf_counter()
+    threads = [new_thread(target=f) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    t1 = perf_counter()
+    return (t1 - t0) / n
+
+
 def cost_thread(tk: ModuleType, n: int) -> float:
     f = _noop
     new_thread = threading.Thread
@@ -145,12 +197,27 @@ def _block() -> None:
     time.sleep(_BLOCK_S)
 
 
-def scale_taskgroup(tk: ModuleType, n: int) -> float:
+def _spawn_blocked(tk: ModuleType, n: int) -> float:
     t0 = perf_counter()
     with tk.TaskGroup() as tg:
         for _ in range(n):
             tg.spawn(_block)
     return perf_counter() - t0
+
+
+def _empty_cache(tk: ModuleType) -> None:
+    for worker in tk._workers.retire_idle():
+        worker.join()
+
+
+def scale_taskgroup_warm(tk: ModuleType, n: int) -> float:
+    _spawn_blocked(tk, n)  # untimed: leaves n idle workers in the cache
+    return _spawn_blocked(tk, n)
+
+
+def scale_taskgroup_cold(tk: ModuleType, n: int) -> float:
+    _empty_cache(tk)
+    return _spawn_blocked(tk, n)
 
 
 def scale_thread(tk: ModuleType, n: int) -> float:
@@ -213,6 +280,11 @@ class _Parked:
         finally:
             tracemalloc.stop()
         return (peak - base) / self.n
+
+
+def memory_taskgroup_cold(tk: ModuleType, n: int) -> float:
+    _empty_cache(tk)  # every task needs a new worker: its Thread object counts too
+    return memory_taskgroup(tk, n)
 
 
 def memory_taskgroup(tk: ModuleType, n: int) -> float:
@@ -347,25 +419,28 @@ def report_cost(series: list[Series], markdown: bool) -> str:
 
 def report_scale(series: list[Series], markdown: bool) -> str:
     rows = []
-    for i, s in enumerate(series):
+    for s in series:
         ms, ms_iqr = _spread(s.values, 1e3, ".1f")
         ideal = [v / _BLOCK_S for v in s.values]
         x, x_iqr = _spread(ideal, 1.0, ".2f")
-        goal, met = ("<= 1.3", verdict(ideal, 1.3)) if i == 0 else ("-", "-")
+        is_tg = s.way.name.startswith("taskgroup")
+        goal, met = ("<= 1.3", verdict(ideal, 1.3)) if is_tg else ("-", "-")
         rows.append([s.way.name, s.way.label, ms, ms_iqr, x, x_iqr, goal, met])
     headers = ["case", "operation", "wall ms", "IQR ms", "x ideal 50 ms", "IQR", "goal", "met"]
     return render(headers, rows, markdown)
 
 
 def report_memory(series: list[Series], markdown: bool) -> str:
-    tg = series[0]
+    # Compared with the cold TaskGroup: the conservative figure.
+    tg = next(s for s in series if s.way.name == "taskgroup-cold")
     rows = []
     for s in series:
         kib, kib_iqr = _spread(s.values, 1 / 1024, ".2f")
         ratios = [a / b for a, b in zip(tg.values, s.values, strict=True)]
-        ratio = "-" if s is tg else format(statistics.median(ratios), ".2f")
+        is_tg = s.way.name.startswith("taskgroup")
+        ratio = "-" if is_tg else format(statistics.median(ratios), ".2f")
         rows.append([s.way.name, s.way.label, kib, kib_iqr, ratio])
-    headers = ["case", "tasks", "KiB/task (Python heap)", "IQR", "TaskGroup/this"]
+    headers = ["case", "tasks", "KiB/task (Python heap)", "IQR", "cold TaskGroup/this"]
     return render(headers, rows, markdown)
 
 
@@ -468,11 +543,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.rounds_cost,
         warmup=True,
     )
+    burst = run_part(
+        "per-task cost, burst",
+        [
+            Way("taskgroup", "spawn all in a TaskGroup, block end waits", burst_taskgroup),
+            Way("tpe", "ThreadPoolExecutor(4): submit all, result each", burst_tpe),
+            Way("thread", "Threads: start all, join each", burst_thread),
+        ],
+        tk,
+        args.tasks,
+        args.rounds_cost,
+        warmup=True,
+    )
     n = args.scale_tasks
     scale = run_part(
         "blocked tasks",
         [
-            Way("taskgroup", f"TaskGroup, spawn {n}", scale_taskgroup),
+            Way("taskgroup", f"TaskGroup, spawn {n}, warm cache", scale_taskgroup_warm),
+            Way("taskgroup-cold", f"TaskGroup, spawn {n}, cold cache", scale_taskgroup_cold),
             Way("thread", f"{n} Threads, start all, join all", scale_thread),
             Way("tpe", f"ThreadPoolExecutor({n}), submit all, wait", scale_tpe),
         ],
@@ -484,7 +572,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     memory = run_part(
         "memory",
         [
-            Way("taskgroup", f"{n} TaskGroup tasks", memory_taskgroup),
+            Way("taskgroup", f"{n} TaskGroup tasks, warm cache", memory_taskgroup),
+            Way("taskgroup-cold", f"{n} TaskGroup tasks, cold cache", memory_taskgroup_cold),
             Way("thread", f"{n} threading.Threads", memory_thread),
             Way("tpe", f"ThreadPoolExecutor({n}), {n} tasks", memory_tpe),
         ],
@@ -500,6 +589,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print()
     print(report_cost(cost, args.markdown))
+    print()
+    print(f"{heading}Part 1b: the same, as a burst: {args.tasks} tasks started, then awaited")
+    print()
+    print(report_cost(burst, args.markdown))
     print()
     print(
         f"{heading}Part 2: {n} tasks each blocking {_BLOCK_S * 1e3:g} ms, "
