@@ -227,6 +227,27 @@ def bench_bounded_semaphore(mod: ModuleType, n: int) -> float:
     return _time_with_blocks(mod.BoundedSemaphore(1), n)
 
 
+def bench_local_get(mod: ModuleType, n: int) -> float:
+    """Reading an attribute of a ``local()`` (the calling thread's own value)."""
+    data = mod.local()
+    data.x = 1
+    loops = max(1, n // _UNROLL)
+    t0 = perf_counter()
+    for _ in range(loops):
+        # Bare reads on purpose: the attribute lookup is what is measured.
+        data.x  # noqa: B018
+        data.x  # noqa: B018
+        data.x  # noqa: B018
+        data.x  # noqa: B018
+        data.x  # noqa: B018
+        data.x  # noqa: B018
+        data.x  # noqa: B018
+        data.x  # noqa: B018
+        data.x  # noqa: B018
+        data.x  # noqa: B018
+    return (perf_counter() - t0) / (loops * _UNROLL)
+
+
 def _bench_contended_lock(mod: ModuleType, n: int, nthreads: int) -> float:
     """``nthreads`` threads each doing ``with lock: counter += 1``; seconds per acquisition."""
     lock = mod.Lock()
@@ -420,6 +441,7 @@ def build_cases(waiters: int) -> list[Case]:
             0.5,
             min_n=_UNROLL,
         ),
+        Case("local_get", "local() attribute read", bench_local_get, 1.5, min_n=_UNROLL),
         Case(
             "lock_contended_2",
             "Lock, 2 threads contending /acq",
