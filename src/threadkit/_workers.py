@@ -20,12 +20,19 @@ cache's wait queue). One rule keeps every job live:
 2. A worker that takes a job stops searching. If jobs remain and nobody is
    searching, it makes a searcher (as in 1) *before* it runs its job.
 3. A worker that finds the queue empty parks idle.
+4. A searcher that finds jobs queued but sees that some were taken since it last
+   looked (others are draining the queue) stays the searcher and looks again a
+   little later, with growing patience; it takes a job only once nothing was taken
+   in between: then every running worker is busy or blocked.
 
-So a job never waits behind a job that blocks: whoever takes a job has first made
+So a job never waits behind a job that blocks for longer than the searcher's
+patience (at most ``sys.getswitchinterval()``): whoever takes a job has first made
 sure that someone else will look at the rest. And a burst of short jobs costs no
-thread switch per job: the worker that holds the GIL drains the queue, and the one
-extra searcher wakes once, finds the queue empty and parks again. (Go's scheduler
-keeps "spinning" threads by a similar rule.)
+thread switch per job: the worker that holds the GIL drains the queue. Rule 4 is
+what keeps such a burst from growing threads: a searcher gets the GIL whenever the
+draining worker lets go of it, also when it was only pre-empted (a convoy on a
+Python-level mutex does that often), and without rule 4 each such searcher would
+take a job and recruit yet another thread.
 
 Reuse never carries state from one job to the next
 -----------------------------------------------------
@@ -93,6 +100,12 @@ _run_queue: deque[Job] = deque()
 _idle = WaitQueue(_mutex)
 #: Workers awake between jobs, about to look at the run queue (see the rule above).
 _searching = 0
+#: Jobs taken from the run queue so far: how a searcher tells that others progress.
+_taken = 0
+#: Where a searcher waits before it looks at the queue again (rule 4).
+_watch = WaitQueue(_mutex)
+#: A searcher's first and longest wait before it looks again (seconds).
+_FIRST_LOOK = 50e-6
 #: Every live worker.
 _workers: set[Worker] = set()
 _ids = itertools.count(1)
@@ -111,6 +124,9 @@ class Worker(Thread):
         self._job: Job | None = None
         #: Set under ``_mutex`` by ``retire_idle``: end instead of searching.
         self._retiring = False
+        #: ``_taken`` when this worker last looked at the queue, or was made a
+        #: searcher (under ``_mutex``).
+        self._seen = _taken
 
     @property
     def name(self) -> str:
@@ -148,7 +164,7 @@ def submit(job: Job) -> None:
         if _searching:
             return
         _searching = 1
-        node = _idle.take_newest_locked()
+        node = _claim_idle_locked()
     if node is not None:
         wake([node])
         return
@@ -163,6 +179,14 @@ def submit(job: Job) -> None:
             except ValueError:
                 return
         raise
+
+
+def _claim_idle_locked() -> Waiter | None:
+    """Claim the newest idle worker as a searcher (the caller counted it); under _mutex."""
+    node = _idle.take_newest_locked()
+    if node is not None:
+        node.record.thread._seen = _taken
+    return node
 
 
 def _start_worker() -> None:
@@ -181,7 +205,7 @@ def _recruit() -> None:
     """Make a searcher for the jobs left in the queue (rule 2); ``_searching`` counts it."""
     global _searching
     with _mutex:
-        node = _idle.take_newest_locked()
+        node = _claim_idle_locked()
     if node is not None:
         wake([node])
         return
@@ -195,40 +219,57 @@ def _recruit() -> None:
 
 def _work(worker: Worker) -> None:
     """A worker's life: search, run, and park idle until a timeout ends it."""
-    global _searching
+    global _searching, _taken
     rec = current_record()
     searching = True  # whoever started this worker counted it as searching
+    patience = _FIRST_LOOK
     woken: list[Waiter] = []  # of the last job, woken once this thread moves on
     try:
         while True:
             recruit = False
             job: Job | None = None
+            watch: Waiter | None = None
+            idle: Waiter | None = None
             try:
                 with _mutex:
-                    if searching:
-                        _searching -= 1
-                        searching = False
-                    if _run_queue:
+                    if searching and _run_queue and _taken != worker._seen:
+                        # Rule 4: others are draining the queue; look again later.
+                        worker._seen = _taken
+                        watch = _watch.add_locked(rec, _watch, "watch the run queue")
+                    elif _run_queue:
+                        if searching:
+                            _searching -= 1
+                            searching = False
                         job = _run_queue.popleft()
+                        _taken += 1
                         if _run_queue and not _searching:
                             _searching += 1
                             recruit = True
                     else:
-                        node = _idle.add_locked(rec, _idle, "idle")
+                        if searching:
+                            _searching -= 1
+                            searching = False
+                        idle = _idle.add_locked(rec, _idle, "idle")
             except BaseException:
                 wake(woken)
                 raise
-            if job is None:
+            if watch is not None:
+                _watch.park(watch, monotonic() + patience, None, False)
+                patience = min(patience * 2, sys.getswitchinterval())
+                continue
+            if idle is not None:
                 # The last job's waiters are woken as this thread parks (see park).
                 handoff, woken = woken, []
                 deadline = monotonic() + IDLE_TIMEOUT
-                if _idle.park(node, deadline, None, False, handoff) is TIMED_OUT:
+                if _idle.park(idle, deadline, None, False, handoff) is TIMED_OUT:
                     return
                 # Claimed (and counted as searching) by a submitter, or retired.
                 searching = not worker._retiring
                 if not searching:
                     return
                 continue
+            assert job is not None
+            patience = _FIRST_LOOK
             if woken:
                 wake(woken)
             if recruit:
@@ -284,9 +325,10 @@ def retire_idle() -> list[Worker]:
 
 def _after_fork() -> None:
     """In a forked child no worker exists, and queued jobs belong to the parent."""
-    global _mutex, _idle, _searching
+    global _mutex, _idle, _watch, _searching
     _mutex = _thread.allocate_lock()
     _idle = WaitQueue(_mutex)
+    _watch = WaitQueue(_mutex)
     _run_queue.clear()
     _workers.clear()
     _searching = 0
