@@ -46,7 +46,6 @@ from ._core import (
     TIMED_OUT,
     Cancelled,
     CancelScope,
-    Waiter,
     WaitQueue,
     armed,
     check_cancelled,
@@ -55,10 +54,11 @@ from ._core import (
     enter_task,
     exit_task,
     scopes_of,
+    wake,
 )
 from ._sync import Semaphore
 from ._threads import Thread
-from ._workers import Worker, submit
+from ._workers import Worker, submit, withdraw
 
 __all__ = ["Task", "TaskGroup"]
 
@@ -231,13 +231,8 @@ class Task(Generic[T]):
             raise
 
     # -- running (in a worker) ------------------------------------------------------------
-    def run_in(self, worker: Worker) -> list[Waiter]:
-        """Run the task in ``worker``'s thread and record how it ended; never raises.
-
-        Returns the waiters to wake (of ``result()`` and of the block's end), for the
-        worker to wake just before it parks or moves on: a thread woken while its
-        waker still runs would only wake up to wait for the GIL.
-        """
+    def run_in(self, worker: Worker) -> None:
+        """Run the task in ``worker``'s thread and record how it ended; never raises."""
         group = self._group
         rec = current_record()
         self._thread = worker
@@ -264,7 +259,20 @@ class Task(Generic[T]):
             self._fn = self._context = None
             self._args = ()
             self._kwargs = {}
-        return group._task_ended(self)
+            group._task_ended(self)
+
+    def lost(self, error: BaseException) -> None:
+        """End the task with ``error``: in a forked child, its thread does not exist.
+
+        Only the forking thread survives a fork, so the group's mutex, if held at
+        that instant, was held by a thread that is gone: it is made new first.
+        """
+        group = self._group
+        if group._mutex.locked():
+            group._mutex._at_fork_reinit()  # type: ignore[attr-defined]
+        self._exception = error
+        group._task_failed(error)
+        group._task_ended(self)
 
 
 def _noop() -> None:
@@ -430,6 +438,10 @@ class TaskGroup:
             try:
                 submit(task)
             except BaseException:
+                # A task that is still queued never runs: take it back. One that a
+                # worker took already (the error was an interrupt) is the group's.
+                if not withdraw(task):
+                    raise
                 with self._mutex:
                     self._running -= 1
                 raise
@@ -484,8 +496,8 @@ class TaskGroup:
             self._failures.append(error)
         self.cancel_scope.cancel()
 
-    def _task_ended(self, task: Task[Any]) -> list[Waiter]:
-        """Publish ``task``'s outcome and free its slot; return the waiters to wake."""
+    def _task_ended(self, task: Task[Any]) -> None:
+        """Publish ``task``'s outcome, wake whoever waits for it, free its slot."""
         with self._mutex:
             task._state = DONE
             queue = task._waiters
@@ -493,9 +505,9 @@ class TaskGroup:
             self._running -= 1
             if not self._running:
                 woken += self._all_done.take_all_locked()
+        wake(woken)
         if self._slots is not None:
             self._slots.release()
-        return woken
 
 
 def _unique(errors: Iterable[BaseException]) -> list[BaseException]:

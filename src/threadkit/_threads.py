@@ -94,26 +94,50 @@ def _note_local_use() -> None:
     current_record().used_local = True
 
 
-def _noting_use(init: Callable[..., None]) -> Callable[..., None]:
+def _noting_use(init: Any) -> Any:
     """Wrap a ``local`` subclass's ``__init__`` so that it also notes the use."""
+    if getattr(init, "_threadkit_notes_use", False):
+        return init
 
     @functools.wraps(init)
-    def __init__(self: local, /, *args: Any, **kwargs: Any) -> None:
+    def __init__(self: local, /, *args: Any, **kwargs: Any) -> Any:
         _note_local_use()
-        init(self, *args, **kwargs)
+        # Through the descriptor protocol: __init__ may be any callable attribute.
+        return init.__get__(self, type(self))(*args, **kwargs)
 
+    __init__._threadkit_notes_use = True  # type: ignore[attr-defined]
     return __init__
 
 
-class local(_thread._local):
+class _LocalType(type):
+    """Keeps the ``__init__`` of every ``local`` subclass noting the use.
+
+    The C type calls ``__init__`` in each thread at its first touch of an
+    instance: that is where a thread notes that its local storage is in use.
+    A subclass's own ``__init__`` (or a mixin's, or one that ``@dataclass`` or an
+    assignment puts there later) is wrapped to note it too.
+    """
+
+    def __init__(cls, name: str, bases: tuple[type, ...], ns: dict[str, Any]) -> None:
+        super().__init__(name, bases, ns)
+        init = cls.__init__  # type: ignore[misc]
+        if not getattr(init, "_threadkit_notes_use", False):
+            type.__setattr__(cls, "__init__", _noting_use(init))
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        if name == "__init__":
+            value = _noting_use(value)
+        super().__setattr__(name, value)
+
+
+class local(_thread._local, metaclass=_LocalType):
     """Thread-local data, as ``threading.local``: each thread sees its own attributes.
 
     The storage is the C ``_thread._local``; what is added is that a thread notes,
     the first time it touches an instance, that its local storage is no longer
-    empty. (The C type calls ``__init__`` in each thread at its first touch, which is
-    where the note is taken, also for subclasses that override ``__init__``.) A task
-    group's worker thread that has touched one is not reused for another task, so a
-    task never sees the ``local`` values of the task that ran before it.
+    empty (see ``_LocalType``). A task group's worker thread that has touched one is
+    not reused for another task, so a task never sees the ``local`` values of the
+    task that ran before it.
     """
 
     def __init__(self, /, *args: Any, **kwargs: Any) -> None:
@@ -121,11 +145,8 @@ class local(_thread._local):
             raise TypeError("Initialization arguments are not supported")
         _note_local_use()
 
-    def __init_subclass__(cls, /, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        init = cls.__dict__.get("__init__")
-        if init is not None:
-            setattr(cls, "__init__", _noting_use(init))  # noqa: B010 (mypy: method assign)
+
+local.__init__._threadkit_notes_use = True  # type: ignore[attr-defined]
 
 
 class ThreadState(enum.Enum):

@@ -74,7 +74,16 @@ from . import _threads
 from ._core import TIMED_OUT, Waiter, WaitQueue, current_record, wake
 from ._threads import Thread
 
-__all__ = ["IDLE_TIMEOUT", "Job", "idle_workers", "retire_idle", "submit", "workers"]
+__all__ = [
+    "IDLE_TIMEOUT",
+    "Job",
+    "Worker",
+    "idle_workers",
+    "retire_idle",
+    "submit",
+    "withdraw",
+    "workers",
+]
 
 #: Seconds an idle worker waits for a job before it ends.
 IDLE_TIMEOUT = 10.0
@@ -83,11 +92,13 @@ IDLE_TIMEOUT = 10.0
 class Job(Protocol):
     """What the cache runs: a name for the worker to wear, and ``run``."""
 
-    @property
-    def name(self) -> str: ...
+    name: str
 
-    def run_in(self, worker: Worker) -> list[Waiter]:
-        """Run the job in ``worker``'s thread; return the waiters to wake. Never raises."""
+    def run_in(self, worker: Worker) -> None:
+        """Run the job in ``worker``'s thread. Never raises."""
+
+    def lost(self, error: BaseException) -> None:
+        """End the job with ``error``: its thread vanished in a fork. Never raises."""
 
     def cancel(self) -> None:
         """Cancel the job (``Worker.cancel`` while it runs)."""
@@ -136,7 +147,12 @@ class Worker(Thread):
 
     @name.setter
     def name(self, name: object) -> None:
-        self._own_name = str(name)
+        # Renaming the current thread inside a job renames the job, not the worker.
+        job = self._job
+        if job is not None:
+            job.name = str(name)
+        else:
+            self._own_name = str(name)
 
     def _scopes(self) -> list[Any]:
         # Between jobs a worker is inside no scope; each job brings its own.
@@ -155,30 +171,60 @@ class Worker(Thread):
 def submit(job: Job) -> None:
     """Queue ``job``; a worker runs it soon, whatever the other jobs do.
 
-    RuntimeError (from ``_thread``) if a needed thread cannot be started; the job
-    is then not queued.
+    If a needed thread cannot be started, raises that error (RuntimeError from
+    ``_thread``) with the job still queued: ``withdraw`` it unless it should wait
+    for a busy worker to finish.
+    """
+    global _searching
+    node: Waiter | None = None
+    counted = False
+    try:
+        with _mutex:
+            _run_queue.append(job)
+            if _searching:
+                return
+            _searching += 1
+            counted = True
+            node = _claim_idle_locked()
+        if node is not None:
+            wake([node])
+            node = None
+        else:
+            _start_worker()
+        counted = False
+    except BaseException:
+        if node is not None:
+            wake([node])  # claimed: that worker searches now, whatever happened here
+        elif counted:
+            _searcher_not_started()
+        raise
+
+
+def withdraw(job: Job) -> bool:
+    """Take ``job`` out of the run queue; False if a worker has taken it already."""
+    with _mutex:
+        try:
+            _run_queue.remove(job)
+        except ValueError:
+            return False
+    return True
+
+
+def _searcher_not_started() -> None:
+    """Undo the count of a searcher whose thread did not start.
+
+    Jobs other callers queued meanwhile counted on that searcher: try once more
+    to make one (the failure may have been an interrupt, not a lack of threads);
+    if that fails too, they wait for a busy worker to finish.
     """
     global _searching
     with _mutex:
-        _run_queue.append(job)
-        if _searching:
-            return
-        _searching = 1
-        node = _claim_idle_locked()
-    if node is not None:
-        wake([node])
-        return
-    try:
-        _start_worker()
-    except BaseException:
-        with _mutex:
-            _searching -= 1
-            # Unless a finishing worker took it meanwhile, the job was never run.
-            try:
-                _run_queue.remove(job)
-            except ValueError:
-                return
-        raise
+        _searching -= 1
+        again = bool(_run_queue) and not _searching
+        if again:
+            _searching += 1
+    if again:
+        _recruit()
 
 
 def _claim_idle_locked() -> Waiter | None:
@@ -223,45 +269,37 @@ def _work(worker: Worker) -> None:
     rec = current_record()
     searching = True  # whoever started this worker counted it as searching
     patience = _FIRST_LOOK
-    woken: list[Waiter] = []  # of the last job, woken once this thread moves on
     try:
         while True:
             recruit = False
             job: Job | None = None
             watch: Waiter | None = None
             idle: Waiter | None = None
-            try:
-                with _mutex:
-                    if searching and _run_queue and _taken != worker._seen:
-                        # Rule 4: others are draining the queue; look again later.
-                        worker._seen = _taken
-                        watch = _watch.add_locked(rec, _watch, "watch the run queue")
-                    elif _run_queue:
-                        if searching:
-                            _searching -= 1
-                            searching = False
-                        job = _run_queue.popleft()
-                        _taken += 1
-                        if _run_queue and not _searching:
-                            _searching += 1
-                            recruit = True
-                    else:
-                        if searching:
-                            _searching -= 1
-                            searching = False
-                        idle = _idle.add_locked(rec, _idle, "idle")
-            except BaseException:
-                wake(woken)
-                raise
+            with _mutex:
+                if searching and _run_queue and _taken != worker._seen:
+                    # Rule 4: others are draining the queue; look again later.
+                    worker._seen = _taken
+                    watch = _watch.add_locked(rec, _watch, "watch the run queue")
+                elif _run_queue:
+                    if searching:
+                        _searching -= 1
+                        searching = False
+                    job = _run_queue.popleft()
+                    _taken += 1
+                    if _run_queue and not _searching:
+                        _searching += 1
+                        recruit = True
+                else:
+                    if searching:
+                        _searching -= 1
+                        searching = False
+                    idle = _idle.add_locked(rec, _idle, "idle")
             if watch is not None:
                 _watch.park(watch, monotonic() + patience, None, False)
                 patience = min(patience * 2, sys.getswitchinterval())
                 continue
             if idle is not None:
-                # The last job's waiters are woken as this thread parks (see park).
-                handoff, woken = woken, []
-                deadline = monotonic() + IDLE_TIMEOUT
-                if _idle.park(idle, deadline, None, False, handoff) is TIMED_OUT:
+                if _idle.park(idle, monotonic() + IDLE_TIMEOUT, None, False) is TIMED_OUT:
                     return
                 # Claimed (and counted as searching) by a submitter, or retired.
                 searching = not worker._retiring
@@ -270,21 +308,19 @@ def _work(worker: Worker) -> None:
                 continue
             assert job is not None
             patience = _FIRST_LOOK
-            if woken:
-                wake(woken)
             if recruit:
                 _recruit()
-            worker._job = job
-            woken = job.run_in(worker)
-            worker._job = None
-            del job
-            if rec.used_local:
-                wake(woken)
-                return
+            # Each job starts with the trace and profile functions of settrace().
             if _gettrace() is not _threads._trace_hook:
                 sys.settrace(_threads._trace_hook)
             if _getprofile() is not _threads._profile_hook:
                 sys.setprofile(_threads._profile_hook)
+            worker._job = job
+            job.run_in(worker)
+            worker._job = None
+            del job
+            if rec.used_local or worker._retiring:
+                return
     finally:
         lost = False
         with _mutex:
@@ -324,14 +360,28 @@ def retire_idle() -> list[Worker]:
 
 
 def _after_fork() -> None:
-    """In a forked child no worker exists, and queued jobs belong to the parent."""
+    """In a forked child only the forking thread exists.
+
+    Every job that was queued, or running on another worker, will never end by
+    itself: it ends with RuntimeError, so that whoever waits for it is not left
+    waiting for ever. A worker that forked goes on with its job, then ends.
+    """
     global _mutex, _idle, _watch, _searching
     _mutex = _thread.allocate_lock()
     _idle = WaitQueue(_mutex)
     _watch = WaitQueue(_mutex)
+    me = _thread.get_ident()
+    lost = list(_run_queue)
+    for worker in _workers:
+        if worker._ident == me:
+            worker._retiring = True
+        elif worker._job is not None:
+            lost.append(worker._job)
     _run_queue.clear()
     _workers.clear()
     _searching = 0
+    for job in lost:
+        job.lost(RuntimeError("the task's thread did not survive fork()"))
 
 
 if hasattr(os, "register_at_fork"):

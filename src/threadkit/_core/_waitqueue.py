@@ -270,13 +270,8 @@ class WaitQueue:
         deadline: float | None,
         pass_on: Callable[[], object] | None = None,
         cancellable: bool = True,
-        handoff: list[Waiter] | None = None,
     ) -> WaitState:
         """Block until ``node`` is signalled or ``deadline`` (monotonic) passes.
-
-        ``handoff``: nodes the caller signalled, woken (``wake``) right before this
-        thread first blocks, so that they do not wake up only to find the GIL held
-        by their waker. They are woken whatever happens.
 
         Returns the node's final state, SIGNALLED or TIMED_OUT. A cancellation point
         (unless ``cancellable`` is false): if the thread's cancel scopes are cancelled,
@@ -288,9 +283,6 @@ class WaitQueue:
         rec = node.record
         try:
             parker = rec.parker
-            if handoff:
-                wake(handoff)
-                handoff = None
             while node.state is WAITING:
                 if cancellable and armed[0]:
                     scope = cancel_source(rec)
@@ -326,8 +318,6 @@ class WaitQueue:
                 self._pass_baton(node)
             return state
         except BaseException:
-            if handoff:
-                wake(handoff)
             self.abandon(node, pass_on)
             raise
 
