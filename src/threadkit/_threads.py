@@ -844,7 +844,12 @@ def _after_fork() -> None:
         current._daemonic = False
     _main_thread = current
     _active[ident] = current
-    register_current(current)
+    # The forking thread keeps its record (the registry gave it a fresh parker):
+    # its cancel scopes, and the blocks that entered them, carry on in the child.
+    rec = record_for(ident)
+    if rec is None:
+        rec = register_current(current)
+    rec.thread = current
 
 
 if hasattr(os, "register_at_fork"):
