@@ -235,7 +235,6 @@ class Task(Generic[T]):
         """Run the task in ``worker``'s thread and record how it ended; never raises."""
         group = self._group
         rec = current_record()
-        self._thread = worker
         self._state = RUNNING
         enter_task(rec, group._scopes, self._scope)
         try:
@@ -243,6 +242,7 @@ class Task(Generic[T]):
                 if armed[0]:
                     # A task cancelled while it was queued does not start at all.
                     check_cancelled(rec)
+                self._thread = worker
                 fn = self._fn
                 assert fn is not None and self._context is not None
                 self._result = self._context.run(fn, *self._args, **self._kwargs)

@@ -396,6 +396,11 @@ def enter_task(rec: ThreadRecord, outer: list[CancelScope], own: CancelScope) ->
 def exit_task(rec: ThreadRecord, outer: list[CancelScope], own: CancelScope) -> None:
     """Undo ``enter_task`` when the task has ended: the worker's stack is empty again."""
     with _mutex:
+        for scope in rec.scopes:
+            if scope._owner is rec and scope is not own:
+                # Entered by the task and never exited: it must not stay armed.
+                scope._detach_all_locked()
+                scope._state = "exited"
         rec.scopes.clear()
         for scope in outer:
             scope._records.pop(rec, None)

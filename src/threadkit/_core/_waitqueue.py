@@ -314,6 +314,7 @@ class WaitQueue:
             # return still resolves the node (and passes on a signal it carried).
             state = node.state
             rec.waiting = node.outer
+            node.resource = None  # the node is reused: it must not keep that alive
             if node.next is not None:
                 self._pass_baton(node)
             return state
