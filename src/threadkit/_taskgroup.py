@@ -43,7 +43,6 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._core import (
-    TIMED_OUT,
     Cancelled,
     CancelScope,
     WaitQueue,
@@ -212,23 +211,12 @@ class Task(Generic[T]):
         if thread is not None and thread.ident == _thread.get_ident():
             raise RuntimeError(f"task {self.name} cannot wait for itself")
         deadline = None if timeout is None else monotonic() + max(timeout, 0)
-        rec = current_record()
         mutex = self._group._mutex
         with mutex:
             queue = self._waiters
             if queue is None:
                 queue = self._waiters = WaitQueue(mutex)
-        try:
-            while True:
-                with mutex:
-                    if self._state is DONE:
-                        return True
-                    node = queue.add_locked(rec, self, "result")
-                if queue.park(node, deadline, _noop, cancellable) is TIMED_OUT:
-                    return self._state is DONE
-        except BaseException:
-            queue.cancel_wait(rec, _noop)
-            raise
+        return queue.wait_until(current_record(), self, "result", self.done, deadline, cancellable)
 
     # -- running (in a worker) ------------------------------------------------------------
     def run_in(self, worker: Worker) -> None:
@@ -273,10 +261,6 @@ class Task(Generic[T]):
         self._exception = error
         group._task_failed(error)
         group._task_ended(self)
-
-
-def _noop() -> None:
-    pass
 
 
 class TaskGroup:
@@ -397,18 +381,9 @@ class TaskGroup:
 
     def _wait_all(self) -> None:
         """Wait, not cancellably, until every task (even ones spawned late) has ended."""
-        rec = current_record()
-        queue = self._all_done
-        try:
-            while True:
-                with self._mutex:
-                    if not self._running:
-                        return
-                    node = queue.add_locked(rec, self, "wait for tasks")
-                queue.park(node, None, _noop, False)
-        except BaseException:
-            queue.cancel_wait(rec, _noop)
-            raise
+        self._all_done.wait_until(
+            current_record(), self, "wait for tasks", lambda: not self._running, None, False
+        )
 
     # -- tasks ----------------------------------------------------------------------------
     def spawn(

@@ -33,7 +33,6 @@ from types import TracebackType
 from typing import Any
 
 from ._core import (
-    TIMED_OUT,
     Cancelled,
     CancelScope,
     ThreadRecord,
@@ -375,19 +374,12 @@ class Thread:
         if self._state is STOPPED:
             return True
         deadline = None if timeout is None else monotonic() + max(timeout, 0)
-        rec = current_record()
-        queue = self._done
-        try:
-            while True:
-                with _mutex:
-                    if self._state is STOPPED:
-                        return True
-                    node = queue.add_locked(rec, self, "join")
-                if queue.park(node, deadline, _noop, cancellable) is TIMED_OUT:
-                    return self._state is STOPPED
-        except BaseException:
-            queue.cancel_wait(rec, _noop)
-            raise
+        return self._done.wait_until(
+            current_record(), self, "join", self._stopped, deadline, cancellable
+        )
+
+    def _stopped(self) -> bool:
+        return self._state is STOPPED
 
     def _check_waitable(self, what: str) -> None:
         if not self._initialized:
@@ -480,17 +472,14 @@ class Thread:
         """
         assert self._initialized, "Thread.__init__() not called"
         if self._native_id is None and self._state is STARTED:
-            rec = current_record()
-            try:
-                while True:
-                    with _mutex:
-                        if self._native_id is not None or self._state is not STARTED:
-                            break
-                        node = self._done.add_locked(rec, self, "native_id")
-                    self._done.park(node, None, _noop, False)
-            except BaseException:
-                self._done.cancel_wait(rec, _noop)
-                raise
+            self._done.wait_until(
+                current_record(),
+                self,
+                "native_id",
+                lambda: self._native_id is not None or self._state is not STARTED,
+                None,
+                False,
+            )
         return self._native_id
 
     @property
@@ -544,10 +533,6 @@ class Thread:
             stacklevel=2,
         )
         self.name = name
-
-
-def _noop() -> None:
-    pass
 
 
 class Timer(Thread):

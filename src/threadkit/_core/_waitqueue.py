@@ -322,6 +322,36 @@ class WaitQueue:
             self.abandon(node, pass_on)
             raise
 
+    def wait_until(
+        self,
+        record: ThreadRecord,
+        resource: object,
+        operation: str,
+        ready: Callable[[], object],
+        deadline: float | None = None,
+        cancellable: bool = True,
+    ) -> bool:
+        """Park until ``ready()`` is true; return False if ``deadline`` passed first.
+
+        ``ready`` is checked under ``mutex``, and whoever makes it true wakes the
+        queue's waiters after (``take_all_locked`` and ``wake``), so no wake-up can
+        fall between the check and the park. For waits on a state that, once
+        reached, stays (a thread or a task has ended): a signal that reaches a
+        waiter leaving with an exception needs no handing on. A cancellation point
+        unless ``cancellable`` is false.
+        """
+        try:
+            while True:
+                with self.mutex:
+                    if ready():
+                        return True
+                    node = self.add_locked(record, resource, operation)
+                if self.park(node, deadline, _noop, cancellable) is TIMED_OUT:
+                    return bool(ready())
+        except BaseException:
+            self.cancel_wait(record, _noop)
+            raise
+
     def _pass_baton(self, node: Waiter) -> None:
         """Wake the next thread of ``node``'s chain (see ``wake``).
 
@@ -402,6 +432,10 @@ class WaitQueue:
         if successor is not None:
             node.next = None
             _unpark(successor)
+
+
+def _noop() -> None:
+    """A ``pass_on`` for waits whose signal needs no handing on."""
 
 
 def deadline_after(timeout: float | None) -> float | None:
