@@ -992,6 +992,19 @@ class _Firer:
         assert self.error is None, self.error
 
 
+class _Stuck:
+    """A task body that ignores cancellation until ``unstick`` is set."""
+
+    def __init__(self) -> None:
+        self.unstick = threading.Event()
+        self.started = threading.Event()
+
+    def run(self) -> None:
+        # A task cancelled before it starts would not run: Ctrl-C only once it has.
+        self.started.set()
+        self.unstick.wait(10)  # stdlib wait: not cancellable
+
+
 @contextmanager
 def undo_scope_leak(tg: TaskGroup) -> Iterator[None]:
     """Take the group's scope off the main thread's stack if the group left it there.
@@ -1079,13 +1092,8 @@ class TestCtrlC:
         # that ignores its cancellation is abandoned at the next Ctrl-C.
         tg = TaskGroup()
         waits = self._count_waits(tg, monkeypatch)
-        unstick = threading.Event()
-        started = threading.Event()
-
-        def stick() -> None:
-            # A task cancelled before it starts would not run: Ctrl-C only once it has.
-            started.set()
-            unstick.wait(10)  # stdlib wait: not cancellable
+        stuck_task = _Stuck()
+        unstick, started, stick = stuck_task.unstick, stuck_task.started, stuck_task.run
 
         body = threadkit.Event()
         escaped = threading.Event()
@@ -1121,13 +1129,8 @@ class TestCtrlC:
     ) -> None:
         tg = TaskGroup()
         waits = self._count_waits(tg, monkeypatch)
-        unstick = threading.Event()
-        started = threading.Event()
-
-        def stick() -> None:
-            # A task cancelled before it starts would not run: Ctrl-C only once it has.
-            started.set()
-            unstick.wait(10)  # stdlib wait: not cancellable
+        stuck_task = _Stuck()
+        unstick, started, stick = stuck_task.unstick, stuck_task.started, stuck_task.run
 
         rec = _core.current_record()
 
