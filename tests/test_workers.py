@@ -825,6 +825,78 @@ class TestCancel:
         assert not tg.cancel_scope.cancel_called
         assert not gate.is_set()
 
+    @pytest.mark.parametrize("outer_shield", [False, True])
+    def test_task_cancel_goes_below_the_scopes_the_task_entered(self, outer_shield: bool) -> None:
+        # The task's own scope is made by cancel() while the task runs: it must land
+        # between the scopes the task inherits (even a shielded one) and those it
+        # entered itself, so a shield the task entered hides it, and a scope the
+        # task entered does not catch it.
+        in_shield = threadkit.Event()
+        cancelled = threadkit.Event()
+        seen: list[str] = []
+        inner_scopes: list[CancelScope] = []
+
+        def body() -> None:
+            with CancelScope() as inner:
+                inner_scopes.append(inner)
+                with CancelScope(shield=True):
+                    in_shield.set()
+                    cancelled.wait()
+                    threadkit.checkpoint()  # shielded: no Cancelled here
+                    seen.append("shielded")
+                threadkit.checkpoint()
+                seen.append("not cancelled")
+
+        with CancelScope(shield=outer_shield), TaskGroup() as tg:
+            task = tg.spawn(body)
+            assert in_shield.wait(10)
+            task.cancel()
+            cancelled.set()
+            exc = task.exception(timeout=10)
+        assert seen == ["shielded"]
+        assert isinstance(exc, Cancelled)
+        assert exc.scope not in (tg.cancel_scope, inner_scopes[0])
+        assert not inner_scopes[0].cancelled_caught
+        assert not tg.cancel_scope.cancel_called
+
+    def test_cancel_after_the_task_ended_does_nothing(self) -> None:
+        armed_before = _core.armed[0]
+        with TaskGroup() as tg:
+            task = tg.spawn(int, "7")
+            assert task.result(timeout=10) == 7
+            wait_until(settled)
+            task.cancel()
+            task.cancel()
+            later = tg.spawn(after_checkpoint)
+        assert task.result() == 7
+        assert isinstance(later.result(), _workers.Worker)
+        assert not tg.cancel_scope.cancel_called
+        assert _core.armed[0] == armed_before
+
+    def test_cancel_racing_the_start_of_each_task(self) -> None:
+        # Each cancel lands while its task waits, starts, runs or has ended: the task
+        # ends either way, and nothing stays armed or on a worker's scope stack.
+        armed_before = _core.armed[0]
+        with TaskGroup() as tg:
+            tasks = []
+            for i in range(300):
+                task = tg.spawn(int, i)
+                task.cancel()
+                tasks.append(task)
+        for i, task in enumerate(tasks):
+            exc = task.exception()
+            assert exc is None or isinstance(exc, Cancelled)
+            if exc is None:
+                assert task.result() == i
+        assert not tg.cancel_scope.cancel_called
+        wait_until(settled)
+        assert _core.armed[0] == armed_before
+        for worker in _workers.workers():
+            assert worker.ident is not None
+            rec = _core.record_for(worker.ident)
+            assert rec is not None
+            assert rec.scopes == []
+
     def test_worker_cancel_cancels_its_task_only(self) -> None:
         gate_a, gate_b = threadkit.Event(), threadkit.Event()
         with TaskGroup() as tg:

@@ -45,8 +45,10 @@ from typing import Any, Generic, TypeVar
 from ._core import (
     Cancelled,
     CancelScope,
+    ThreadRecord,
     WaitQueue,
     armed,
+    cancel_task,
     check_cancelled,
     checkpoint,
     current_record,
@@ -105,6 +107,8 @@ class Task(Generic[T]):
         "_kwargs",
         "_context",
         "_scope",
+        "_runner",
+        "_depth",
         "_state",
         "_thread",
         "_result",
@@ -129,8 +133,11 @@ class Task(Generic[T]):
         self._args = args
         self._kwargs = kwargs
         self._context: contextvars.Context | None = contextvars.copy_context()
-        #: The task's own scope, inside the group's: what ``cancel()`` cancels.
-        self._scope = CancelScope()
+        #: The task's own scope, inside the group's: what ``cancel()`` cancels. Made
+        #: by the first ``cancel()``; this and the next two are ``TaskScopes`` fields.
+        self._scope: CancelScope | None = None
+        self._runner: ThreadRecord | None = None
+        self._depth = 0
         # The fields below are guarded by the group's mutex once the task is queued.
         self._state = PENDING
         self._thread: Thread | None = None
@@ -198,7 +205,7 @@ class Task(Generic[T]):
 
         A task cancelled before it started does not run at all. Never blocks.
         """
-        self._scope.cancel()
+        cancel_task(self)
 
     # -- waiting --------------------------------------------------------------------------
     def _wait(self, timeout: float | None, cancellable: bool = True) -> bool:
@@ -224,7 +231,7 @@ class Task(Generic[T]):
         group = self._group
         rec = current_record()
         self._state = RUNNING
-        enter_task(rec, group._scopes, self._scope)
+        enter_task(rec, group._scopes, self)
         try:
             try:
                 if armed[0]:
@@ -243,7 +250,7 @@ class Task(Generic[T]):
                     group._task_failed(exc)
                 del exc
         finally:
-            exit_task(rec, group._scopes, self._scope)
+            exit_task(rec, group._scopes, self)
             self._fn = self._context = None
             self._args = ()
             self._kwargs = {}

@@ -9,8 +9,10 @@ from __future__ import annotations
 from ._cancel import (
     Cancelled,
     CancelScope,
+    TaskScopes,
     armed,
     attach_scopes,
+    cancel_task,
     check_cancelled,
     detach_scopes,
     enter_root,
@@ -52,8 +54,10 @@ from ._waitqueue import (
 __all__ = [
     "CancelScope",
     "Cancelled",
+    "TaskScopes",
     "armed",
     "attach_scopes",
+    "cancel_task",
     "check_cancelled",
     "detach_scopes",
     "checkpoint",

@@ -42,7 +42,7 @@ import math
 from collections.abc import Callable
 from time import monotonic
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from ._registry import ThreadRecord
@@ -50,8 +50,10 @@ if TYPE_CHECKING:
 __all__ = [
     "CancelScope",
     "Cancelled",
+    "TaskScopes",
     "armed",
     "cancel_source",
+    "cancel_task",
     "check_cancelled",
     "effective_deadline",
     "attach_scopes",
@@ -372,12 +374,29 @@ def detach_scopes(rec: ThreadRecord, scopes: list[CancelScope]) -> None:
                 scope._state = "exited"
 
 
-def enter_task(rec: ThreadRecord, outer: list[CancelScope], own: CancelScope) -> None:
+class TaskScopes(Protocol):
+    """What ``enter_task``, ``exit_task`` and ``cancel_task`` keep on a task.
+
+    A task runs on a borrowed thread, and most tasks are never cancelled on their
+    own, so a task's own scope is made only by the first ``cancel_task``. All three
+    fields are guarded by ``_mutex``.
+    """
+
+    #: The task's own scope, innermost of those it inherits; None until cancelled.
+    _scope: CancelScope | None
+    #: The record of the thread running the task, while it runs; else None.
+    _runner: ThreadRecord | None
+    #: Where the task's own scope goes in that thread's stack: below the scopes the
+    #: task itself entered, above the inherited ones.
+    _depth: int
+
+
+def enter_task(rec: ThreadRecord, outer: list[CancelScope], task: TaskScopes) -> None:
     """Put a task's scopes on the stack of the worker ``rec`` that is about to run it.
 
     ``outer`` are the group's scopes, entered by the spawner (exited ones are
-    skipped); ``own`` is the task's new scope, which becomes the worker's. The
-    worker's stack is empty between tasks. ``attach_scopes`` for this hot case.
+    skipped). The worker's stack is empty between tasks. ``attach_scopes`` for this
+    hot case.
     """
     with _mutex:
         stack = rec.scopes
@@ -385,17 +404,19 @@ def enter_task(rec: ThreadRecord, outer: list[CancelScope], own: CancelScope) ->
             if scope._state == "entered":
                 stack.append(scope)
                 scope._records[rec] = None
-        own._state = "entered"
-        own._owner = rec
-        stack.append(own)
-        own._records[rec] = None
-        if own._cancel_called or own._deadline is not None:
-            own._rearm_locked()
+        task._runner = rec
+        task._depth = len(stack)
+        own = task._scope
+        if own is not None:
+            # Cancelled while it waited for a worker.
+            _enter_own_locked(rec, own, len(stack))
 
 
-def exit_task(rec: ThreadRecord, outer: list[CancelScope], own: CancelScope) -> None:
+def exit_task(rec: ThreadRecord, outer: list[CancelScope], task: TaskScopes) -> None:
     """Undo ``enter_task`` when the task has ended: the worker's stack is empty again."""
     with _mutex:
+        own = task._scope
+        task._runner = None
         for scope in rec.scopes:
             if scope._owner is rec and scope is not own:
                 # Entered by the task and never exited: it must not stay armed.
@@ -404,11 +425,35 @@ def exit_task(rec: ThreadRecord, outer: list[CancelScope], own: CancelScope) -> 
         rec.scopes.clear()
         for scope in outer:
             scope._records.pop(rec, None)
-        own._records.clear()
-        own._state = "exited"
-        if own._armed:
-            own._armed = False
-            _count_armed_locked(-1)
+        if own is not None:
+            own._detach_all_locked()
+            own._state = "exited"
+
+
+def cancel_task(task: TaskScopes) -> None:
+    """Cancel ``task`` alone, whether it waits for a worker, runs, or has ended.
+
+    The first call makes the task's own scope. If the task runs, the scope goes
+    into its worker's stack at once, at the task's depth, so that the worker is
+    woken; if it has not started, ``enter_task`` puts it there; if it has ended,
+    the scope is never entered and nothing happens. Never blocks.
+    """
+    with _mutex:
+        own = task._scope
+        if own is None:
+            own = task._scope = CancelScope()
+            rec = task._runner
+            if rec is not None:
+                _enter_own_locked(rec, own, task._depth)
+    own.cancel()
+
+
+def _enter_own_locked(rec: ThreadRecord, own: CancelScope, depth: int) -> None:
+    own._state = "entered"
+    own._owner = rec
+    rec.scopes.insert(depth, own)
+    own._records[rec] = None
+    own._rearm_locked()
 
 
 def _wake(records: list[ThreadRecord]) -> None:
