@@ -53,7 +53,6 @@ from ._core import (
     checkpoint,
     current_record,
     enter_task,
-    exit_task,
     scopes_of,
     wake,
 )
@@ -226,10 +225,13 @@ class Task(Generic[T]):
         return queue.wait_until(current_record(), self, "result", self.done, deadline, cancellable)
 
     # -- running (in a worker) ------------------------------------------------------------
-    def run_in(self, worker: Worker) -> None:
-        """Run the task in ``worker``'s thread and record how it ended; never raises."""
+    def run_in(self, worker: Worker, rec: ThreadRecord) -> None:
+        """Run the task in ``worker``'s thread (``rec``) and record how it ended.
+
+        Never raises. The task's scopes stay on the worker's stack until the worker
+        takes its next task or parks (``exit_task``).
+        """
         group = self._group
-        rec = current_record()
         self._state = RUNNING
         enter_task(rec, group._scopes, self)
         try:
@@ -250,7 +252,6 @@ class Task(Generic[T]):
                     group._task_failed(exc)
                 del exc
         finally:
-            exit_task(rec, group._scopes, self)
             self._fn = self._context = None
             self._args = ()
             self._kwargs = {}
@@ -483,11 +484,13 @@ class TaskGroup:
         with self._mutex:
             task._state = DONE
             queue = task._waiters
-            woken = queue.take_all_locked() if queue is not None else []
+            woken = queue.take_all_locked() if queue is not None else None
             self._running -= 1
             if not self._running:
-                woken += self._all_done.take_all_locked()
-        wake(woken)
+                last = self._all_done.take_all_locked()
+                woken = woken + last if woken else last
+        if woken:
+            wake(woken)
         if self._slots is not None:
             self._slots.release()
 

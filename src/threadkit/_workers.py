@@ -71,7 +71,7 @@ from time import monotonic
 from typing import Any, Protocol
 
 from . import _threads
-from ._core import TIMED_OUT, Waiter, WaitQueue, current_record, wake
+from ._core import TIMED_OUT, ThreadRecord, Waiter, WaitQueue, current_record, exit_task, wake
 from ._threads import Thread
 
 __all__ = [
@@ -94,8 +94,8 @@ class Job(Protocol):
 
     name: str
 
-    def run_in(self, worker: Worker) -> None:
-        """Run the job in ``worker``'s thread. Never raises."""
+    def run_in(self, worker: Worker, rec: ThreadRecord) -> None:
+        """Run the job in ``worker``'s thread, whose record is ``rec``. Never raises."""
 
     def lost(self, error: BaseException) -> None:
         """End the job with ``error``: its thread vanished in a fork. Never raises."""
@@ -104,7 +104,8 @@ class Job(Protocol):
         """Cancel the job (``Worker.cancel`` while it runs)."""
 
 
-# Guards _run_queue, _searching, _workers and the idle queue.
+# Guards _run_queue, _searching, _workers and the idle queue. Taken before the cancel
+# scopes' mutex (``exit_task``) when both are needed, never after it.
 _mutex = _thread.allocate_lock()
 _run_queue: deque[Job] = deque()
 #: Workers parked idle, newest last (the queue's resource, for diagnostics).
@@ -293,6 +294,9 @@ def _work(worker: Worker) -> None:
                     if searching:
                         _searching -= 1
                         searching = False
+                    # An idle worker is inside no scope: take the last job's off its
+                    # stack (lock order: this mutex, then the cancel scopes').
+                    exit_task(rec)
                     idle = _idle.add_locked(rec, _idle, "idle")
             if watch is not None:
                 _watch.park(watch, monotonic() + patience, None, False)
@@ -316,12 +320,13 @@ def _work(worker: Worker) -> None:
             if _getprofile() is not _threads._profile_hook:
                 sys.setprofile(_threads._profile_hook)
             worker._job = job
-            job.run_in(worker)
+            job.run_in(worker, rec)
             worker._job = None
             del job
             if rec.used_local or worker._retiring:
                 return
     finally:
+        exit_task(rec)
         lost = False
         with _mutex:
             _workers.discard(worker)

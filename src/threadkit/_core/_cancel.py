@@ -395,15 +395,18 @@ def enter_task(rec: ThreadRecord, outer: list[CancelScope], task: TaskScopes) ->
     """Put a task's scopes on the stack of the worker ``rec`` that is about to run it.
 
     ``outer`` are the group's scopes, entered by the spawner (exited ones are
-    skipped). The worker's stack is empty between tasks. ``attach_scopes`` for this
-    hot case.
+    skipped). The scopes of the task the worker ran before are still there (see
+    ``exit_task``): they come off first, under the same lock. ``attach_scopes`` for
+    this hot case.
     """
     with _mutex:
+        _leave_task_locked(rec)
         stack = rec.scopes
         for scope in outer:
             if scope._state == "entered":
                 stack.append(scope)
                 scope._records[rec] = None
+        rec.task = task
         task._runner = rec
         task._depth = len(stack)
         own = task._scope
@@ -412,31 +415,42 @@ def enter_task(rec: ThreadRecord, outer: list[CancelScope], task: TaskScopes) ->
             _enter_own_locked(rec, own, len(stack))
 
 
-def exit_task(rec: ThreadRecord, outer: list[CancelScope], task: TaskScopes) -> None:
-    """Undo ``enter_task`` when the task has ended: the worker's stack is empty again."""
+def exit_task(rec: ThreadRecord) -> None:
+    """Take the scopes of the last task the worker ``rec`` ran off its stack.
+
+    A worker calls this before it parks idle or ends, not after each task: between
+    two tasks, ``enter_task`` does it for the price of one lock. Meanwhile the
+    worker runs no code of the task's, so the stale scopes can only wake it
+    spuriously, which every wait allows.
+    """
     with _mutex:
-        own = task._scope
+        _leave_task_locked(rec)
+
+
+def _leave_task_locked(rec: ThreadRecord) -> None:
+    task = rec.task
+    if task is not None:
         task._runner = None
-        for scope in rec.scopes:
-            if scope._owner is rec and scope is not own:
-                # Entered by the task and never exited: it must not stay armed.
-                scope._detach_all_locked()
-                scope._state = "exited"
-        rec.scopes.clear()
-        for scope in outer:
+        rec.task = None
+    for scope in rec.scopes:
+        if scope._owner is rec:
+            # The task's own scope, or one the task entered and never exited: it must
+            # not stay armed.
+            scope._detach_all_locked()
+            scope._state = "exited"
+        else:
             scope._records.pop(rec, None)
-        if own is not None:
-            own._detach_all_locked()
-            own._state = "exited"
+    rec.scopes.clear()
 
 
 def cancel_task(task: TaskScopes) -> None:
     """Cancel ``task`` alone, whether it waits for a worker, runs, or has ended.
 
-    The first call makes the task's own scope. If the task runs, the scope goes
-    into its worker's stack at once, at the task's depth, so that the worker is
-    woken; if it has not started, ``enter_task`` puts it there; if it has ended,
-    the scope is never entered and nothing happens. Never blocks.
+    The first call makes the task's own scope. If the task runs (or has just
+    ended, and its scopes are still on its worker's stack), the scope goes into
+    that stack at once, at the task's depth, so that the worker is woken; if it has
+    not started, ``enter_task`` puts it there; if its worker has moved on, the scope
+    is never entered and nothing happens. Never blocks.
     """
     with _mutex:
         own = task._scope

@@ -41,7 +41,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._cancel import CancelScope
+    from ._cancel import CancelScope, TaskScopes
     from ._waitqueue import Waiter
 
 __all__ = [
@@ -71,6 +71,7 @@ class ThreadRecord:
         "waiting",
         "node",
         "scopes",
+        "task",
         "used_local",
         "__weakref__",
     )
@@ -92,6 +93,9 @@ class ThreadRecord:
         #: The cancel scopes this thread is inside, outermost first (under the cancel
         #: module's mutex; see ``_cancel``).
         self.scopes: list[CancelScope] = []
+        #: The task (of a task group) whose scopes are on ``scopes``: the one this
+        #: worker runs or ran last (under the cancel module's mutex; see ``enter_task``).
+        self.task: TaskScopes | None = None
         #: Set (by the thread itself) once it has touched a ``threadkit.local``: its
         #: thread-local storage is no longer empty, so it must not be reused for an
         #: unrelated task (see ``_workers``).
