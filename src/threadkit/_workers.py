@@ -71,7 +71,16 @@ from time import monotonic
 from typing import Any, Protocol
 
 from . import _threads
-from ._core import TIMED_OUT, ThreadRecord, Waiter, WaitQueue, current_record, exit_task, wake
+from ._core import (
+    TIMED_OUT,
+    ThreadRecord,
+    Waiter,
+    WaitQueue,
+    current_record,
+    exit_task,
+    wake,
+    wake_one,
+)
 from ._threads import Thread
 
 __all__ = [
@@ -188,7 +197,7 @@ def submit(job: Job) -> None:
             counted = True
             node = _claim_idle_locked()
         if node is not None:
-            wake([node])
+            wake_one(node)
             node = None
         else:
             _start_worker()
@@ -250,11 +259,16 @@ def _start_worker() -> None:
 
 def _recruit() -> None:
     """Make a searcher for the jobs left in the queue (rule 2); ``_searching`` counts it."""
-    global _searching
     with _mutex:
         node = _claim_idle_locked()
+    _wake_or_start(node)
+
+
+def _wake_or_start(node: Waiter | None) -> None:
+    """Wake the claimed idle worker ``node`` or, if None, start a new worker."""
+    global _searching
     if node is not None:
-        wake([node])
+        wake_one(node)
         return
     try:
         _start_worker()
@@ -273,6 +287,7 @@ def _work(worker: Worker) -> None:
     try:
         while True:
             recruit = False
+            claimed: Waiter | None = None
             job: Job | None = None
             watch: Waiter | None = None
             idle: Waiter | None = None
@@ -290,6 +305,7 @@ def _work(worker: Worker) -> None:
                     if _run_queue and not _searching:
                         _searching += 1
                         recruit = True
+                        claimed = _claim_idle_locked()
                 else:
                     if searching:
                         _searching -= 1
@@ -313,7 +329,8 @@ def _work(worker: Worker) -> None:
             assert job is not None
             patience = _FIRST_LOOK
             if recruit:
-                _recruit()
+                _wake_or_start(claimed)
+                claimed = None
             # Each job starts with the trace and profile functions of settrace().
             if _gettrace() is not _threads._trace_hook:
                 sys.settrace(_threads._trace_hook)

@@ -49,6 +49,7 @@ from ._waitqueue import (
     WaitState,
     deadline_after,
     wake,
+    wake_one,
 )
 
 __all__ = [
@@ -93,6 +94,7 @@ __all__ = [
     "unregister_current",
     "waiting_on",
     "wake",
+    "wake_one",
 ]
 
 

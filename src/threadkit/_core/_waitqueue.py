@@ -56,7 +56,7 @@ from typing import Any
 from ._cancel import Cancelled, armed, cancel_source, effective_deadline
 from ._registry import ThreadRecord
 
-__all__ = ["WaitQueue", "WaitState", "Waiter", "wake"]
+__all__ = ["WaitQueue", "WaitState", "Waiter", "wake", "wake_one"]
 
 TIMEOUT_MAX: float = _thread.TIMEOUT_MAX
 _INF = math.inf
@@ -127,11 +127,15 @@ def wake(nodes: list[Waiter]) -> None:
             _unpark(node)
 
 
-def _unpark(node: Waiter) -> None:
+def wake_one(node: Waiter) -> None:
+    """Wake ``node``, taken alone (``take_newest_locked``), after dropping the mutex."""
     try:
         node.record.parker.release()
     except RuntimeError:
         pass  # it already had a permit
+
+
+_unpark = wake_one
 
 
 def _chain(nodes: list[Waiter]) -> None:
