@@ -15,8 +15,9 @@ inside it too, below the scopes that enclose the block (``attach_scopes``), so t
 ``with fail_after(5): with TaskGroup() as tg:`` bounds every task, and a failure
 cancels the whole group with one ``cancel()``. A ``Task`` is not a thread: it is a
 job for the worker cache (``_workers``), which runs it on a reused thread, in a copy
-of the spawner's ``contextvars`` context and inside the task's own scope (what
-``Task.cancel`` cancels). It ends in one of three ways: a value, ``Cancelled`` (not
+of the spawner's ``contextvars`` context. ``Task.cancel`` cancels the task's own
+scope, which only that call makes (``cancel_task``): most tasks never need one.
+It ends in one of three ways: a value, ``Cancelled`` (not
 a failure), or a failure, which the group records and which cancels the group. A
 task that is cancelled before a worker picks it up never runs its function.
 
