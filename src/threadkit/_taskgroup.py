@@ -11,15 +11,15 @@ of the block and an error cannot be lost in it.
 How it is built
 ---------------
 The group owns a ``CancelScope``: the block runs inside it, and every task runs
-inside it too, below the scopes that enclose the block (``attach_scopes``), so that
+inside it too, below the scopes that enclose the block (``enter_task``), so that
 ``with fail_after(5): with TaskGroup() as tg:`` bounds every task, and a failure
 cancels the whole group with one ``cancel()``. A ``Task`` is not a thread: it is a
 job for the worker cache (``_workers``), which runs it on a reused thread, in a copy
 of the spawner's ``contextvars`` context. ``Task.cancel`` cancels the task's own
-scope, which only that call makes (``cancel_task``): most tasks never need one.
-It ends in one of three ways: a value, ``Cancelled`` (not
-a failure), or a failure, which the group records and which cancels the group. A
-task that is cancelled before a worker picks it up never runs its function.
+scope, which only that call makes (``cancel_task``): most tasks never need one. A
+task ends in one of three ways: a value, ``Cancelled`` (not a failure), or a
+failure, which the group records and which cancels the group. A task that is
+cancelled before a worker picks it up never runs its function.
 
 The group's mutex guards its counters and the outcome of each of its tasks; the
 wait queues of ``Task.result`` and of the block's end share it, so "check, then

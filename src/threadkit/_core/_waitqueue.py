@@ -124,7 +124,7 @@ def wake(nodes: list[Waiter]) -> None:
     """
     for node in nodes:
         if node.head:
-            _unpark(node)
+            wake_one(node)
 
 
 def wake_one(node: Waiter) -> None:
@@ -133,9 +133,6 @@ def wake_one(node: Waiter) -> None:
         node.record.parker.release()
     except RuntimeError:
         pass  # it already had a permit
-
-
-_unpark = wake_one
 
 
 def _chain(nodes: list[Waiter]) -> None:
@@ -252,12 +249,12 @@ class WaitQueue:
                 node = self.waiters.popleft()
                 node.next = None
                 node.state = SIGNALLED
-            _unpark(node)
+            wake_one(node)
             return 1
         with self.mutex:
             taken = self.take_locked(n)
         if taken:
-            _unpark(taken[0])
+            wake_one(taken[0])
         return len(taken)
 
     def unpark_all(self) -> int:
@@ -366,7 +363,7 @@ class WaitQueue:
         with self.mutex:
             successor = node.next
             if successor is not None:
-                _unpark(successor)
+                wake_one(successor)
                 node.next = None
 
     def abandon(self, node: Waiter, pass_on: Callable[[], object] | None = None) -> bool:
@@ -422,7 +419,7 @@ class WaitQueue:
         successor = node.next
         if successor is not None:
             node.next = None
-            _unpark(successor)
+            wake_one(successor)
         return False
 
     def forget_locked(self, node: Waiter) -> None:
@@ -435,7 +432,7 @@ class WaitQueue:
         successor = node.next
         if successor is not None:
             node.next = None
-            _unpark(successor)
+            wake_one(successor)
 
 
 def _noop() -> None:
