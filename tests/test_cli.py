@@ -111,3 +111,20 @@ def test_taskgroup_benchmark_smoke() -> None:
 def test_cancel_benchmark_smoke() -> None:
     out = run(str(ROOT / "benchmarks" / "bench_cancel.py"), "--quick", timeout=110)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("mode", [(), ("--pool",), ("--pool", "--yield")])
+def test_chain_floor_smoke(mode: tuple[str, ...]) -> None:
+    # Not a timing test: every mode runs its rounds and reports one line per round.
+    script = str(ROOT / "benchmarks" / "chain_floor.py")
+    out = run(script, "--threads", "20", "--rounds", "2", *mode, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rounds = [line.split() for line in out.stdout.splitlines()[2:]]
+    assert [row[0] for row in rounds] == ["0", "1"]
+    assert all(float(row[3]) > 0 for row in rounds)  # first to last start, in ms
+
+
+def test_chain_floor_rejects_yield_without_pool() -> None:
+    out = run(str(ROOT / "benchmarks" / "chain_floor.py"), "--yield", timeout=60)
+    assert out.returncode == 2
+    assert "--yield needs --pool" in out.stderr
