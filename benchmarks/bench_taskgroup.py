@@ -19,7 +19,11 @@ A trivial task (``lambda: None``), two ways of using it, three tools each.
 outside the timed region) and ``threading.Thread(target=f)`` ``start()`` + ``join()``.
 Every task here costs two thread switches whatever the tool (the task runs on
 another thread, and the caller waits for it), so this row shows the overhead on
-top of that floor.
+top of that floor. A fourth way, *floor*, measures it: the smallest pool there is
+(one ``_thread`` worker, a deque under a ``_thread`` lock, a lock to wake the
+worker and one to answer, no task object, context or error handling). Its ratios
+to ThreadPoolExecutor and Thread are printed under the table, next to the goals:
+no pool can beat them.
 
 *A burst* (throughput): ``--tasks`` tasks spawned in a row, then all awaited: a
 ``TaskGroup`` block that spawns them (its end waits for them), ``submit`` them all
@@ -64,6 +68,7 @@ before, and disabled during, every sample; a sample that takes longer than
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import faulthandler
 import gc
@@ -75,10 +80,12 @@ import sys
 import threading
 import time
 import tracemalloc
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any
 
 from _report import quartiles, render
 
@@ -173,6 +180,57 @@ def burst_thread(tk: ModuleType, n: int) -> float:
     for thread in threads:
         thread.join()
     t1 = perf_counter()
+    return (t1 - t0) / n
+
+
+def cost_floor(tk: ModuleType, n: int) -> float:
+    """The smallest pool there is: one ``_thread`` worker, two locks per task.
+
+    No task object, context, scope or error handling: what any pool, threadkit's
+    included, cannot go below when the caller waits for each task.
+    """
+    f = _noop
+    mutex = _thread.allocate_lock()
+    jobs: deque[tuple[Callable[[], None] | None, Any]] = deque()
+    idle: list[Any] = []
+    wake = _thread.allocate_lock()
+    wake.acquire()
+
+    def worker() -> None:
+        while True:
+            with mutex:
+                job = jobs.popleft() if jobs else None
+                if job is None:
+                    idle.append(wake)
+            if job is None:
+                wake.acquire()
+                continue
+            fn, done = job
+            if fn is not None:
+                fn()
+            done.release()
+            if fn is None:
+                return
+
+    def run(fn: Callable[[], None] | None) -> None:
+        done = _thread.allocate_lock()
+        done.acquire()
+        with mutex:
+            jobs.append((fn, done))
+            parked = idle.pop() if idle else None
+        if parked is not None:
+            parked.release()
+        done.acquire()
+
+    _thread.start_new_thread(worker, ())
+    try:
+        run(f)  # warm-up: the worker runs and parks
+        t0 = perf_counter()
+        for _ in range(n):
+            run(f)
+        t1 = perf_counter()
+    finally:
+        run(None)  # the worker ends
     return (t1 - t0) / n
 
 
@@ -401,7 +459,10 @@ def report_cost(series: list[Series], markdown: bool) -> str:
             continue
         ratios = [a / b for a, b in zip(tg.values, s.values, strict=True)]
         med, iqr = _spread(ratios, 1.0, ".2f")
-        goal = goals[s.way.name]
+        goal = goals.get(s.way.name)
+        if goal is None:
+            rows.append([s.way.name, s.way.label, us, us_iqr, med, iqr, "-", "-"])
+            continue
         row = [s.way.name, s.way.label, us, us_iqr, med, iqr, f"<= {goal:g}"]
         rows.append([*row, verdict(ratios, goal)])
     headers = [
@@ -414,7 +475,21 @@ def report_cost(series: list[Series], markdown: bool) -> str:
         "goal",
         "met",
     ]
-    return render(headers, rows, markdown)
+    table = render(headers, rows, markdown)
+    floor = next((s for s in series if s.way.name == "floor"), None)
+    if floor is None:
+        return table
+    lines = [table, ""]
+    for s in series:
+        goal = goals.get(s.way.name)
+        if goal is not None:
+            ratios = [a / b for a, b in zip(floor.values, s.values, strict=True)]
+            med, iqr = _spread(ratios, 1.0, ".2f")
+            lines.append(
+                f"floor/{s.way.name}: {med} ({iqr}), against the goal <= {goal:g} for "
+                "TaskGroup/" + s.way.name
+            )
+    return "\n".join(lines)
 
 
 def report_scale(series: list[Series], markdown: bool) -> str:
@@ -537,6 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             Way("taskgroup", "tg.spawn(f).result()", cost_taskgroup),
             Way("tpe", "ThreadPoolExecutor(4).submit(f).result()", cost_tpe),
             Way("thread", "Thread(target=f) start+join", cost_thread),
+            Way("floor", "smallest pool: one _thread worker, two locks a task", cost_floor),
         ],
         tk,
         args.tasks,
