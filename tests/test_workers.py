@@ -733,6 +733,69 @@ class TestIdle:
         assert fresh is not worker
         assert fresh.is_alive()
 
+    def test_a_worker_awake_when_retired_does_not_search_uncounted(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A worker can be awake while it sits in the idle queue (between joining it
+        # and parking, or woken by a stale permit). As soon as it sees its node
+        # SIGNALLED it reads ``_retiring``, without the mutex. Were the flag set only
+        # after the node was signalled, it would read False, search although nobody
+        # counted it, and leave ``_searching`` at -1: no submit would make a searcher
+        # again, and every later task would wait for ever.
+        for w in _workers.retire_idle():
+            w.join(timeout=10)
+        with TaskGroup() as tg:
+            worker = tg.spawn(me).result()
+        wait_until(settled)
+        assert _workers._idle.waiters[0].record.thread is worker
+
+        seen: list[bool] = []
+        read = threading.Event()
+
+        class Watch:
+            """``Worker._retiring``, noting what ``worker`` reads once armed."""
+
+            armed = False
+
+            def __get__(self, obj: Any, owner: Any = None) -> Any:
+                if obj is None:
+                    return self
+                value = obj.__dict__["_retiring"]
+                if Watch.armed and obj is worker:
+                    seen.append(value)
+                    read.set()
+                return value
+
+            def __set__(self, obj: Any, value: bool) -> None:
+                obj.__dict__["_retiring"] = value
+
+        take_all = _core.WaitQueue.take_all_locked
+
+        def take_all_then_let_it_run(queue: _core.WaitQueue) -> list[_core.Waiter]:
+            nodes = take_all(queue)
+            if queue is _workers._idle and nodes:
+                # The worker runs now, while retire_idle still holds the mutex.
+                Watch.armed = True
+                for node in nodes:
+                    _core.wake_one(node)
+                read.wait(10)
+                Watch.armed = False
+            return nodes
+
+        monkeypatch.setattr(_workers.Worker, "_retiring", Watch(), raising=False)
+        monkeypatch.setattr(_core.WaitQueue, "take_all_locked", take_all_then_let_it_run)
+        retired = _workers.retire_idle()
+        monkeypatch.undo()
+        monkeypatch.setattr(_workers, "IDLE_TIMEOUT", 3600.0)
+        assert retired == [worker]
+        assert seen == [True]
+        worker.join(timeout=10)
+        assert not worker.is_alive()
+        assert _workers._searching == 0
+        with TaskGroup() as tg:
+            again = tg.spawn(me)
+        assert again.result(timeout=10) is not worker
+
     def test_retire_idle_leaves_busy_workers_alone(self) -> None:
         gate = threadkit.Event()
 

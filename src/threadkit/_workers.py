@@ -143,7 +143,9 @@ class Worker(Thread):
         self._own_name = name
         #: The job running now, or None (written by the worker only).
         self._job: Job | None = None
-        #: Set under ``_mutex`` by ``retire_idle``: end instead of searching.
+        #: Set under ``_mutex`` by ``retire_idle``, before the idle node is signalled
+        #: (the worker reads it without the mutex once it sees SIGNALLED): end
+        #: instead of searching.
         self._retiring = False
         #: ``_taken`` when this worker last looked at the queue, or was made a
         #: searcher (under ``_mutex``).
@@ -371,12 +373,13 @@ def idle_workers() -> int:
 def retire_idle() -> list[Worker]:
     """End every idle worker now; return them (to join). For tests and benchmarks."""
     with _mutex:
-        nodes = _idle.take_all_locked()
-        retired = []
-        for node in nodes:
-            worker = node.record.thread
+        # Marked before their nodes are signalled: a worker that is awake now (about to
+        # park, or woken by a stale permit) reads the flag, without the mutex, as soon
+        # as it sees SIGNALLED. Read as False, it would search uncounted.
+        retired = [node.record.thread for node in _idle.waiters]
+        for worker in retired:
             worker._retiring = True
-            retired.append(worker)
+        nodes = _idle.take_all_locked()
     wake(nodes)
     return retired
 
