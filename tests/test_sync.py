@@ -21,6 +21,7 @@ lands after the signal reached the waiter but before it saw it", the case where
 from __future__ import annotations
 
 import _thread
+import linecache
 import sys
 import threading
 import time
@@ -1262,6 +1263,77 @@ class TestEvent:
 
 # =======================================================================================
 class TestBarrier:
+    def test_a_waiter_awake_when_the_action_fails_sees_the_barrier_broken(self) -> None:
+        # The last arrival releases the waiters and, in the same hold of the mutex,
+        # marks the generation broken because its action failed. A waiter that is
+        # awake at that moment (queued, not yet parked) sees its release without the
+        # mutex; it must still see the barrier broken, as threading's waiters do.
+        # Trace functions stop each thread at the instant that matters.
+        barrier = threadkit.Barrier(2, action=self._failing_action)
+        wait_code = threadkit.Barrier.wait.__code__
+        queued, released, progressed = threading.Event(), threading.Event(), threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def trace_waiter(frame: Any, event: str, arg: Any) -> Any:
+            if event == "call" and frame.f_code.co_name == "park":
+                queued.set()  # queued under the mutex, about to park
+                released.wait(10)
+            elif event == "call" and frame.f_code is wait_code:
+                return trace_wait
+            return None
+
+        def about_to_take_the_mutex(frame: Any) -> bool:
+            line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+            return "mutex" in line
+
+        def trace_wait(frame: Any, event: str, arg: Any) -> Any:
+            if released.is_set() and (
+                event == "return" or (event == "line" and about_to_take_the_mutex(frame))
+            ):
+                progressed.set()
+            return trace_wait
+
+        def trace_last(frame: Any, event: str, arg: Any) -> Any:
+            if frame.f_code.co_name != "_trip":
+                return None
+
+            def in_trip(f: Any, e: str, a: Any) -> Any:
+                nodes = f.f_locals.get("nodes")
+                marked = e == "line" and nodes and nodes[0].state is _core.SIGNALLED
+                if marked and not released.is_set():
+                    # The waiter is marked released; the mutex is held and neither
+                    # flag is set yet.
+                    released.set()
+                    progressed.wait(10)
+                return in_trip
+
+            return in_trip
+
+        def run(name: str, trace: Any) -> None:
+            if name == "last":
+                queued.wait(10)
+            sys.settrace(trace)
+            try:
+                outcome[name] = barrier.wait()
+            except BaseException as exc:
+                outcome[name] = type(exc)
+            finally:
+                sys.settrace(None)
+
+        threads = [
+            threading.Thread(target=run, args=("waiter", trace_waiter)),
+            threading.Thread(target=run, args=("last", trace_last)),
+        ]
+        for t in threads:
+            t.start()
+        join_all(threads)
+        assert outcome == {"waiter": threadkit.BrokenBarrierError, "last": ValueError}
+        assert barrier.broken
+
+    @staticmethod
+    def _failing_action() -> None:
+        raise ValueError("action failed")
+
     def test_cycles_with_action(self) -> None:
         parties, cycles = 4, 100
         actions = [0]

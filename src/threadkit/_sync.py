@@ -806,6 +806,12 @@ class Barrier:
                 finally:
                     wake(taken)
             raise
+        if not (gen.done or gen.broken):
+            # Released by _trip, which sets one of the two in the same hold of the
+            # mutex: a waiter that was awake saw its release early, so it waits for
+            # that hold to end before it reads them.
+            with mutex:
+                pass
         if gen.broken:
             raise BrokenBarrierError
         return index
