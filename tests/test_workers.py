@@ -63,6 +63,7 @@ import pytest
 import threadkit
 from helpers import wait_until, wait_until_parked
 from threadkit import Cancelled, CancelScope, Task, TaskGroup, _core, _taskgroup, _threads, _workers
+from threadkit._core import _cancel
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -887,6 +888,45 @@ class TestCancel:
         assert exc.scope is not tg.cancel_scope
         assert not tg.cancel_scope.cancel_called
         assert not gate.is_set()
+
+    def test_a_cancel_during_the_walk_of_the_scopes_cannot_hide_a_shield(self) -> None:
+        # A thread walks its own scopes without the lock (innermost first, up to a
+        # shield), while Task.cancel() from another thread may insert the task's
+        # scope into that list, below the scopes the task entered. The walk must
+        # still stop at the shield. The cancel is made to land mid-walk by a
+        # scope-like stand-in whose first inspection calls it.
+        tasks: list[Task[Any]] = []
+        ready = threadkit.Event()
+
+        class CancelsMidWalk:
+            _cancel_called = False
+            _deadline = None
+
+            def __init__(self) -> None:
+                self.fired = False
+
+            @property
+            def _shield(self) -> bool:
+                if not self.fired:
+                    self.fired = True
+                    tasks[0].cancel()
+                return False
+
+        def body() -> tuple[Any, Any]:
+            ready.wait()
+            rec = _core.current_record()
+            with CancelScope(shield=True):
+                stand_in = CancelsMidWalk()
+                rec.scopes.append(stand_in)  # type: ignore[arg-type]
+                try:
+                    return _cancel.cancel_source(rec), _cancel.cancel_source(rec)
+                finally:
+                    rec.scopes.remove(stand_in)  # type: ignore[arg-type]
+
+        with TaskGroup() as tg:
+            tasks.append(tg.spawn(body))
+            ready.set()
+        assert tasks[0].result() == (None, None)
 
     @pytest.mark.parametrize("outer_shield", [False, True])
     def test_task_cancel_goes_below_the_scopes_the_task_entered(self, outer_shield: bool) -> None:

@@ -478,7 +478,9 @@ def _wake(records: list[ThreadRecord]) -> None:
 def cancel_source(rec: ThreadRecord) -> CancelScope | None:
     """Return the innermost cancelled scope visible to ``rec``'s thread, or None."""
     now = None
-    for scope in reversed(rec.scopes):
+    # A snapshot: ``cancel_task`` may insert into the list from another thread, and a
+    # live iterator would then skip a scope (a shield) as the rest shift up.
+    for scope in reversed(rec.scopes.copy()):
         if scope._cancel_called:
             return scope
         deadline = scope._deadline
@@ -497,7 +499,7 @@ def effective_deadline(rec: ThreadRecord) -> float:
     """The nearest deadline visible to ``rec``'s thread: -inf if it is cancelled
     already, +inf if there is none."""
     best = math.inf
-    for scope in reversed(rec.scopes):
+    for scope in reversed(rec.scopes.copy()):  # a snapshot, as in cancel_source
         if scope._cancel_called:
             return -math.inf
         deadline = scope._deadline
