@@ -46,7 +46,7 @@ import pytest
 
 import threadkit
 from helpers import wait_until, wait_until_parked
-from threadkit import Cancelled, CancelScope, Task, TaskGroup, _core
+from threadkit import Cancelled, CancelScope, Task, TaskGroup, _core, _taskgroup
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -255,6 +255,69 @@ class TestAPI:
             tg.spawn(int)
         with pytest.raises(RuntimeError):
             TaskGroup(limit=2).spawn(int)
+
+    def test_no_spawn_slips_in_once_the_last_task_is_seen_gone(self) -> None:
+        # The end of the block closes the group in the same hold of the mutex that
+        # sees the last task gone: a spawn from another thread right after that
+        # must fail, not start a task that nobody waits for.
+        errors: list[BaseException] = []
+
+        class Probe(TaskGroup):
+            def _wait_all(self) -> None:
+                super()._wait_all()
+
+                def late() -> None:
+                    try:
+                        self.spawn(int)
+                    except RuntimeError as exc:
+                        errors.append(exc)
+
+                other = threading.Thread(target=late)
+                other.start()
+                other.join(10)
+
+        with Probe() as tg:
+            tg.spawn(int)
+        assert len(errors) == 1
+        assert "closed" in str(errors[0])
+
+    def test_a_spawn_that_fails_while_the_block_waits_lets_it_end(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A spawn from another thread while the block waits for its tasks; its
+        # submit fails after the group's only task has ended, so the count it took
+        # back was the last one. The block must notice and end.
+        gate = threadkit.Event()
+        errors: list[BaseException] = []
+        ended = threading.Event()
+
+        def body() -> None:
+            with TaskGroup() as tg:
+                first = tg.spawn(gate.wait)
+                group.append(tg)
+                tasks.append(first)
+            ended.set()
+
+        def failing_submit(job: Any) -> None:
+            gate.set()
+            tasks[0].result(timeout=10)
+            raise RuntimeError("can't start new thread")
+
+        group: list[TaskGroup] = []
+        tasks: list[Task[Any]] = []
+        closer = threading.Thread(target=body, daemon=True)
+        closer.start()
+        wait_until(lambda: bool(group))
+        wait_until_parked(group[0])  # the block's end waits for the first task
+        monkeypatch.setattr(_taskgroup, "submit", failing_submit)
+        monkeypatch.setattr(_taskgroup, "withdraw", lambda job: True)
+        try:
+            group[0].spawn(int)
+        except RuntimeError as exc:
+            errors.append(exc)
+        assert ended.wait(10), "the block did not end"
+        closer.join(10)
+        assert [str(e) for e in errors] == ["can't start new thread"]
 
     def test_entering_twice(self) -> None:
         tg = TaskGroup()

@@ -389,10 +389,25 @@ class TaskGroup:
         return self.cancel_scope.__exit__(exc_type, exc, tb)
 
     def _wait_all(self) -> None:
-        """Wait, not cancellably, until every task (even ones spawned late) has ended."""
+        """Wait, not cancellably, until every task (even ones spawned late) has ended.
+
+        The group is CLOSED from then on.
+        """
         self._all_done.wait_until(
-            current_record(), self, "wait for tasks", lambda: not self._running, None, False
+            current_record(), self, "wait for tasks", self._close_if_done_locked, None, False
         )
+
+    def _close_if_done_locked(self) -> bool:
+        """Close the group if no task runs; the caller holds ``_mutex``.
+
+        Closed in the same hold of the mutex that saw the last task gone, so that a
+        spawn from another thread cannot slip in between and start a task that
+        nobody waits for.
+        """
+        if self._running:
+            return False
+        self._state = GroupState.CLOSED
+        return True
 
     # -- tasks ----------------------------------------------------------------------------
     def spawn(
@@ -428,6 +443,10 @@ class TaskGroup:
                     raise
                 with self._mutex:
                     self._running -= 1
+                    # The end of the block may be waiting for this very count.
+                    done = None if self._running else self._all_done.take_all_locked()
+                if done:
+                    wake(done)
                 raise
         except BaseException:
             if slots is not None:
