@@ -1076,6 +1076,46 @@ class TestSemaphore:
 
 # =======================================================================================
 class TestBoundedSemaphore:
+    def test_a_waiter_timing_out_during_a_release_does_not_let_the_bound_slip(self) -> None:
+        # A release hands its permit to a waiter; that waiter's timeout ends at the
+        # same moment, and another release follows. Whatever the order, the outcome
+        # must be one threading could give: the waiter got the permit, or the extra
+        # release raised ValueError. Never both "timed out" and "no error", with
+        # two permits in a semaphore bounded at one.
+        sem = threadkit.BoundedSemaphore(1)
+        assert sem.acquire()
+        outcome: dict[str, Any] = {}
+        waited = threading.Event()
+
+        def waiter() -> None:
+            outcome["waiter"] = sem.acquire(timeout=0.05)
+            waited.set()
+
+        def between_holds(frame: Any, event: str, arg: Any) -> None:
+            # The release stops at its first call outside the mutex that is about
+            # waking (the hand-over, or the wake after it) until the waiter is done.
+            waking = event == "call" and frame.f_code.co_name in ("_hand_over", "wake")
+            if waking and "paused" not in outcome:
+                outcome["paused"] = True
+                waited.wait(10)
+                try:
+                    sem.release()  # a second release, from somewhere else
+                except ValueError as exc:
+                    outcome["extra"] = exc
+
+        other = threading.Thread(target=waiter)
+        other.start()
+        wait_until_parked(sem)
+        sys.settrace(between_holds)
+        try:
+            sem.release()
+        finally:
+            sys.settrace(None)
+        join_all([other])
+        assert outcome["paused"]
+        assert outcome["waiter"] is True or isinstance(outcome.get("extra"), ValueError)
+        assert sem._value <= 1
+
     def test_over_release_raises_and_changes_nothing(self) -> None:
         sem = threadkit.BoundedSemaphore(2)
         with pytest.raises(ValueError):

@@ -604,22 +604,28 @@ class BoundedSemaphore(Semaphore):
         """Return ``n`` permits; ValueError if that exceeds the initial value."""
         if n < 1:
             raise ValueError("n must be one or more")
-        with self._mutex:
-            if self._value + n > self._initial_value:
-                raise ValueError("Semaphore released too many times")
-            if not self._queue.waiters:
-                self._value += n
-                return
-        self._hand_over(n)
+        self._give_bounded(n)
 
     def __exit__(self, *args: object) -> None:
-        with self._mutex:
-            if self._value >= self._initial_value:
-                raise ValueError("Semaphore released too many times")
-            if not self._queue.waiters:
-                self._value += 1
-                return
-        self._hand_over(1)
+        self._give_bounded(1)
+
+    def _give_bounded(self, n: int) -> None:
+        # The bound is checked in the same hold of the mutex that hands the permits
+        # over: in a second hold, a waiter timing out in between would let another
+        # release pass the check and the count end above the bound.
+        taken: list[Any] = []
+        try:
+            with self._mutex:
+                if self._value + n > self._initial_value:
+                    raise ValueError("Semaphore released too many times")
+                if not self._queue.waiters:
+                    self._value += n
+                    return
+                taken = self._queue.take_locked(n)
+                self._value += n - len(taken)
+        finally:
+            if taken:
+                wake(taken)  # even if interrupted: the taken waiters own their permits
 
     def __repr__(self) -> str:
         return (
