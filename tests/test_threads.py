@@ -12,12 +12,13 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 import threadkit
 from helpers import wait_until, wait_until_parked
+from threadkit import _threads
 
 pytestmark = pytest.mark.timeout(60)
 SRC = str(Path(threadkit.__file__).parent.parent)
@@ -123,6 +124,46 @@ class TestOutcome:
             gate.set()
             t.join()
         assert t.result() is True
+
+    def test_a_failed_start_releases_whoever_began_to_wait(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # join() and native_id can begin to wait as soon as start() has marked the
+        # thread started. If the OS thread then cannot be made, they must learn that
+        # the thread never started, not wait for ever.
+        t = threadkit.Thread(target=int)
+        outcome: dict[str, Any] = {}
+
+        def wait_for(what: str) -> None:
+            try:
+                outcome[what] = t.result(10) if what == "result" else t.native_id
+            except RuntimeError as exc:
+                outcome[what] = str(exc)
+
+        waiters = [
+            threading.Thread(target=wait_for, args=(w,), daemon=True)
+            for w in ("result", "native_id")
+        ]
+
+        def refuse(fn: Any, args: Any) -> NoReturn:
+            for w in waiters:
+                w.start()
+            wait_until_parked(t, 2)
+            raise RuntimeError("can't start new thread")
+
+        monkeypatch.setattr(_threads, "_start_new_thread", refuse)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            t.start()
+        for w in waiters:
+            w.join(10)
+        assert not any(w.is_alive() for w in waiters)
+        assert outcome == {
+            "result": "cannot get the result of thread before it is started",
+            "native_id": None,
+        }
+        monkeypatch.undo()
+        t.start()  # it can still be started
+        assert t.result(10) == 0
 
     def test_result_before_start_and_of_self(self) -> None:
         t = threadkit.Thread(target=lambda: None)

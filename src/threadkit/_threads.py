@@ -284,6 +284,10 @@ class Thread:
         except BaseException:
             with _mutex:
                 self._state = INITIAL
+                # Whoever began to wait for the thread meanwhile (join, native_id)
+                # learns that it never started.
+                woken = self._done.take_all_locked()
+            wake(woken)
             raise
         with _mutex:
             self._ident = ident
@@ -367,19 +371,28 @@ class Thread:
         finally:
             del args
 
-    def _wait_stopped(self, timeout: float | None, cancellable: bool = True) -> bool:
-        """Park until the thread has stopped; return False if ``timeout`` expired."""
+    def _wait_stopped(
+        self, timeout: float | None, cancellable: bool = True, what: str = "join"
+    ) -> bool:
+        """Park until the thread has stopped; return False if ``timeout`` expired.
+
+        RuntimeError (as for a thread never started) if its ``start()`` failed
+        meanwhile.
+        """
         if cancellable and armed[0]:
             checkpoint()
         if self._state is STOPPED:
             return True
         deadline = None if timeout is None else monotonic() + max(timeout, 0)
-        return self._done.wait_until(
-            current_record(), self, "join", self._stopped, deadline, cancellable
+        stopped = self._done.wait_until(
+            current_record(), self, "join", self._not_running, deadline, cancellable
         )
+        if self._state is INITIAL:
+            raise RuntimeError(f"cannot {what} thread before it is started")
+        return stopped
 
-    def _stopped(self) -> bool:
-        return self._state is STOPPED
+    def _not_running(self) -> bool:
+        return self._state is not STARTED
 
     def _check_waitable(self, what: str) -> None:
         if not self._initialized:
@@ -409,7 +422,7 @@ class Thread:
         the calling thread itself. A cancellation point, like ``join``.
         """
         self._check_waitable("get the result of")
-        if not self._wait_stopped(timeout):
+        if not self._wait_stopped(timeout, what="get the result of"):
             raise TimeoutError(f"{self._name} did not finish within {timeout} seconds")
         if self._exception is not None:
             raise self._exception.with_traceback(self._traceback)
@@ -421,7 +434,7 @@ class Thread:
         Raises TimeoutError if ``timeout`` (seconds) expires first.
         """
         self._check_waitable("get the exception of")
-        if not self._wait_stopped(timeout):
+        if not self._wait_stopped(timeout, what="get the exception of"):
             raise TimeoutError(f"{self._name} did not finish within {timeout} seconds")
         return self._exception
 
