@@ -332,7 +332,48 @@ class TestInterrupt:
 
 
 class TestInterpreter:
-    def test_exit_waits_for_non_daemon_threads(self) -> None:
+    @pytest.mark.parametrize("threading_first", [False, True])
+    def test_main_native_id_when_imported_first_in_another_thread(
+        self, threading_first: bool
+    ) -> None:
+        # threadkit imported first in a thread other than the main one does not know
+        # the main thread's native id yet: reading it must not wait for ever, and
+        # the main thread itself (or threading, if loaded) supplies it.
+        if not threading_first and not hasattr(_thread, "_get_main_thread_ident"):
+            pytest.skip(
+                "before 3.13 (no _thread._get_main_thread_ident) nothing tells another "
+                "thread which one is the main one; threading then takes the importing "
+                "thread for it"
+            )
+        out = run_python(
+            f"""
+            import _thread
+            if {threading_first}:
+                import threading
+            box = {{}}
+            imported = _thread.allocate_lock()
+            imported.acquire()
+            def load():
+                import threadkit
+                box["tk"] = threadkit
+                imported.release()
+            _thread.start_new_thread(load, ())
+            assert imported.acquire(timeout=10)
+            tk = box["tk"]
+            read = _thread.allocate_lock()
+            read.acquire()
+            def other():
+                box["other"] = tk.main_thread().native_id
+                read.release()
+            _thread.start_new_thread(other, ())
+            print("other returned", read.acquire(timeout=10))
+            print("own", tk.main_thread().native_id == _thread.get_native_id())
+            print("other", box.get("other") in (None, _thread.get_native_id()))
+            """
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["other", "returned", "True", "own", "True", "other", "True"]
+
         out = run_python(
             """
             import threadkit, time

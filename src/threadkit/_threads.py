@@ -210,6 +210,9 @@ class Thread:
     """
 
     _initialized = False
+    #: Not started by threadkit (the main thread, dummies): a missing native id
+    #: will not arrive later, so ``native_id`` must not wait for it.
+    _foreign = False
 
     def __init__(
         self,
@@ -484,7 +487,11 @@ class Thread:
         Right after ``start()`` this may wait (briefly) for the new thread to run.
         """
         assert self._initialized, "Thread.__init__() not called"
-        if self._native_id is None and self._state is STARTED:
+        if self._native_id is None and self._ident == get_ident():
+            # The main thread, when threadkit was first imported in another thread.
+            with _mutex:
+                self._native_id = get_native_id()
+        if self._native_id is None and self._state is STARTED and not self._foreign:
             self._done.wait_until(
                 current_record(),
                 self,
@@ -586,6 +593,8 @@ class Timer(Thread):
 class _MainThread(Thread):
     """The thread the interpreter started in."""
 
+    _foreign = True
+
     def __init__(self, ident: int, native_id: int | None) -> None:
         Thread.__init__(self, name="MainThread", daemon=False)
         self._state = STARTED
@@ -599,6 +608,8 @@ class _DummyThread(Thread):
     Named ``Dummy-N`` and daemonic, as in ``threading``; it leaves ``enumerate()``
     when its thread ends.
     """
+
+    _foreign = True
 
     def __init__(self) -> None:
         Thread.__init__(self, name=_newname("Dummy-%d"), daemon=True)
@@ -650,15 +661,19 @@ def _dummy_ended(thread: _DummyThread, _ref: object) -> None:
 
 
 def _main_ident() -> tuple[int, int | None]:
-    """The main thread's ident (and native id, if we are on it)."""
+    """The main thread's ident, and its native id if known (we are on it, or
+    ``threading`` knows it); None otherwise, filled in once the main thread asks."""
+    std_main = getattr(sys.modules.get("threading"), "_main_thread", None)
     getter = getattr(_thread, "_get_main_thread_ident", None)
     if getter is not None:
         ident = getter()
     else:
-        std = sys.modules.get("threading")
-        main = getattr(std, "_main_thread", None)
-        ident = getattr(main, "ident", None) or get_ident()
-    return ident, (get_native_id() if ident == get_ident() else None)
+        ident = getattr(std_main, "ident", None) or get_ident()
+    if ident == get_ident():
+        return ident, get_native_id()
+    if getattr(std_main, "ident", None) == ident:
+        return ident, getattr(std_main, "native_id", None)
+    return ident, None
 
 
 _main_thread: Thread = _MainThread(*_main_ident())
