@@ -650,6 +650,8 @@ _dummy_refs: dict[int, weakref.ref[_DummySentinel]] = {}
 
 
 def _dummy_ended(thread: _DummyThread, _ref: object) -> None:
+    if _mutex is None:
+        return  # the interpreter is tearing this module down: nobody is left to tell
     ident = thread._ident
     with _mutex:
         if ident is not None and _active.get(ident) is thread:
@@ -808,12 +810,15 @@ def _shutdown() -> None:
     """
     global _shutting_down
     _shutting_down = True
-    if _main_thread.ident == get_ident():
-        with _mutex:
-            _main_thread._state = STOPPED
-            _active.pop(get_ident(), None)
-            woken = _main_thread._done.take_all_locked()
-        wake(woken)
+    # The main thread is ending. Also when the thread found to be the main one at
+    # import was not (before 3.13, threadkit first imported in another thread): it
+    # was not started by threadkit, and exit must not wait for it.
+    with _mutex:
+        _main_thread._state = STOPPED
+        if _main_thread._ident is not None and _active.get(_main_thread._ident) is _main_thread:
+            del _active[_main_thread._ident]
+        woken = _main_thread._done.take_all_locked()
+    wake(woken)
     while _atexit_calls:
         _atexit_calls.pop()()
     me = get_ident()
