@@ -435,6 +435,44 @@ class TestInterpreter:
         assert out.stderr.count("got ") == 3
 
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    def test_a_thread_being_started_during_a_fork_is_gone_in_the_child(self) -> None:
+        # Another thread forks while this one is inside start(), after the thread
+        # is marked started and before it has an ident: in the child that thread
+        # does not exist, so it must not look alive, and join() must not wait.
+        out = run_python(
+            """
+            import os, threading, warnings, threadkit
+            from threadkit import _threads
+            warnings.simplefilter("ignore", DeprecationWarning)
+            t = threadkit.Thread(target=int)
+            real = _threads._start_new_thread
+            seen = {}
+            def fork_meanwhile(fn, args):
+                def forker():
+                    r, w = os.pipe()
+                    pid = os.fork()
+                    if pid == 0:
+                        alive = t.is_alive()
+                        t.join(5)
+                        os.write(w, f"{alive} {t.is_alive()}".encode())
+                        os._exit(0)
+                    os.close(w)
+                    seen["child"] = os.read(r, 100).decode()
+                    os.waitpid(pid, 0)
+                f = threading.Thread(target=forker)
+                f.start()
+                f.join(30)
+                return real(fn, args)
+            _threads._start_new_thread = fork_meanwhile
+            t.start()
+            t.join(10)
+            print(seen["child"], t.is_alive())
+            """
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["False", "False", "False"]
+
     def test_forked_child_starts_consistent(self) -> None:
         out = run_python(
             """

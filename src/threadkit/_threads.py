@@ -165,6 +165,9 @@ STOPPED = ThreadState.STOPPED
 _mutex: Any = _thread.allocate_lock()
 #: Live threads by ident: threadkit's own, the main thread, and dummies for the rest.
 _active: dict[int, Thread] = {}
+#: Threads inside ``start()`` that are not in ``_active`` yet (no ident): a fork or
+#: the exit must not miss them.
+_starting: set[Thread] = set()
 _counter = itertools.count(1)
 _trace_hook: Any = None
 _profile_hook: Any = None
@@ -282,10 +285,12 @@ class Thread:
             if _shutting_down and not self._daemonic and sys.is_finalizing():
                 raise RuntimeError("can't create new thread at interpreter shutdown")
             self._state = STARTED
+            _starting.add(self)
         try:
             ident = _start_new_thread(self._bootstrap, ())
         except BaseException:
             with _mutex:
+                _starting.discard(self)
                 self._state = INITIAL
                 # Whoever began to wait for the thread meanwhile (join, native_id)
                 # learns that it never started.
@@ -293,6 +298,7 @@ class Thread:
             wake(woken)
             raise
         with _mutex:
+            _starting.discard(self)
             self._ident = ident
             if self._state is STARTED:
                 _active[ident] = self
@@ -325,6 +331,7 @@ class Thread:
         attach_scopes(rec, scopes)
         ident = get_ident()
         with _mutex:
+            _starting.discard(self)
             self._ident = ident
             self._native_id = get_native_id()
             _active[ident] = self
@@ -826,13 +833,16 @@ def _shutdown() -> None:
         with _mutex:
             pending = [
                 t
-                for t in _active.values()
+                for t in [*_active.values(), *_starting]
                 if not t._daemonic and t._ident != me and not isinstance(t, _DummyThread)
             ]
         if not pending:
             return
         for thread in pending:
-            thread._wait_stopped(None, cancellable=False)
+            try:
+                thread._wait_stopped(None, cancellable=False)
+            except RuntimeError:
+                pass  # its start() failed: there is nothing to wait for
 
 
 atexit.register(_shutdown)
@@ -846,11 +856,12 @@ def _after_fork() -> None:
     _shutting_down = False
     ident = get_ident()
     current: Thread | None = _active.get(ident)
-    for thread in list(_active.values()):
+    for thread in [*_active.values(), *_starting]:
         if thread is not current:
             thread._state = STOPPED
         thread._done.waiters.clear()
     _active.clear()
+    _starting.clear()
     _dummy_refs.clear()
     if current is None:
         current = _MainThread(ident, get_native_id())
