@@ -1079,9 +1079,9 @@ class TestBoundedSemaphore:
     def test_a_waiter_timing_out_during_a_release_does_not_let_the_bound_slip(self) -> None:
         # A release hands its permit to a waiter; that waiter's timeout ends at the
         # same moment, and another release follows. Whatever the order, the outcome
-        # must be one threading could give: the waiter got the permit, or the extra
-        # release raised ValueError. Never both "timed out" and "no error", with
-        # two permits in a semaphore bounded at one.
+        # must be one threading could give: the waiter got the permit, or one of the
+        # two releases raised ValueError. Never "timed out" and no error, with two
+        # permits in a semaphore bounded at one.
         sem = threadkit.BoundedSemaphore(1)
         assert sem.acquire()
         outcome: dict[str, Any] = {}
@@ -1109,11 +1109,16 @@ class TestBoundedSemaphore:
         sys.settrace(between_holds)
         try:
             sem.release()
+        except ValueError as exc:
+            outcome["first"] = exc
         finally:
             sys.settrace(None)
         join_all([other])
         assert outcome["paused"]
-        assert outcome["waiter"] is True or isinstance(outcome.get("extra"), ValueError)
+        refused = [outcome.get(k) for k in ("first", "extra") if outcome.get(k) is not None]
+        assert outcome["waiter"] is True or (
+            len(refused) == 1 and isinstance(refused[0], ValueError)
+        )
         assert sem._value <= 1
 
     def test_over_release_raises_and_changes_nothing(self) -> None:

@@ -558,11 +558,18 @@ class Semaphore:
                 return
         self._hand_over(n)
 
-    def _hand_over(self, n: int) -> None:
-        """Give ``n`` permits to waiters first (FIFO), the rest to the count."""
+    def _hand_over(self, n: int, bound: int | None = None) -> None:
+        """Give ``n`` permits to waiters first (FIFO), the rest to the count.
+
+        With a ``bound``, ValueError if the count would pass it, checked in the same
+        hold of the mutex as the hand-over (a waiter may have timed out since the
+        caller's own check, and another release come in).
+        """
         taken: list[Any] = []
         try:
             with self._mutex:
+                if bound is not None and self._value + n > bound:
+                    raise ValueError("Semaphore released too many times")
                 taken = self._queue.take_locked(n)
                 self._value += n - len(taken)
         finally:
@@ -610,22 +617,13 @@ class BoundedSemaphore(Semaphore):
         self._give_bounded(1)
 
     def _give_bounded(self, n: int) -> None:
-        # The bound is checked in the same hold of the mutex that hands the permits
-        # over: in a second hold, a waiter timing out in between would let another
-        # release pass the check and the count end above the bound.
-        taken: list[Any] = []
-        try:
-            with self._mutex:
-                if self._value + n > self._initial_value:
-                    raise ValueError("Semaphore released too many times")
-                if not self._queue.waiters:
-                    self._value += n
-                    return
-                taken = self._queue.take_locked(n)
-                self._value += n - len(taken)
-        finally:
-            if taken:
-                wake(taken)  # even if interrupted: the taken waiters own their permits
+        with self._mutex:
+            if self._value + n > self._initial_value:
+                raise ValueError("Semaphore released too many times")
+            if not self._queue.waiters:
+                self._value += n
+                return
+        self._hand_over(n, self._initial_value)
 
     def __repr__(self) -> str:
         return (
