@@ -110,8 +110,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from types import FunctionType
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from _report import fmt_time, quartiles, render
 
@@ -133,7 +132,7 @@ _UNROLL = 10
 _SUBSAMPLES = 5
 
 #: The code object a parked thread's innermost Python frame runs.
-_PARK_CODE = cast(FunctionType, _core.WaitQueue.park).__code__
+_PARK_CODES = _core.PARK_CODES
 
 #: Latency goal: p99 below this (seconds), on an idle machine.
 _LATENCY_GOAL = 1e-3
@@ -176,7 +175,7 @@ def _is_parked(ident: int, resource: object | None, operation: str) -> bool:
         if node is None or node.operation != operation or node.state is not _core.WAITING:
             return False
     frame = sys._current_frames().get(ident)
-    return frame is not None and frame.f_code is _PARK_CODE
+    return frame is not None and frame.f_code in _PARK_CODES
 
 
 def _wait_parked(ident: int | None, resource: object | None, operation: str) -> None:

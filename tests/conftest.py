@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import threadkit
 from threadkit import _workers
+from threadkit._core import _interrupts
 
 
 def _live() -> set[object]:
@@ -49,6 +50,11 @@ def sigint_raises_keyboard_interrupt() -> Iterator[None]:
     previous = signal.getsignal(signal.SIGINT)
     if previous is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # threadkit takes SIGINT (to defer Ctrl-C out of its bookkeeping) at the main
+    # thread's first start or wait; take it now, whatever ran first.
+    _interrupts._installed = None
+    _interrupts.install()
+    assert _interrupts.installed()
     yield
     if previous is signal.SIG_IGN:
         signal.signal(signal.SIGINT, previous)

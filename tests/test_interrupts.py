@@ -6,31 +6,27 @@ blocked in each blocking call and checks that KeyboardInterrupt comes out within
 (tests/test_threads.py::TestInterrupt covers the untimed Lock, RLock,
 Condition-over-RLock, Semaphore, Event, join and Barrier cases; this file the rest).
 
-Part B injects the interrupt at every point of each blocking call. A ``sys.settrace``
-function, active in the main thread only (helper threads are never traced), counts the
-'line' events of threadkit's own code and raises KeyboardInterrupt at the N-th one, so
-the exception appears at that line as an asynchronous Ctrl-C could (lines of
-``finally`` and ``except`` blocks included; not the event CPython reports when a
-``with`` block calls ``__exit__``, where no signal can land, see ``_with_exits``).
-Each scenario is run to count its lines, then once per N with fresh primitives;
-after every run, whether the call returned or raised, the invariants are checked: no
-lock held that should not be (or not held that should), no permit or notify lost, no
-ghost waiter in a queue, no internal mutex left held, the thread's record clean, any
-other waiter still woken. Helper threads are stdlib threads coordinated with stdlib
-Events; one that waits for the main thread to park also gives up once the main
-thread's call has ended, since with an injected interrupt it may never park.
-
-What still breaks is listed, by root cause, in ``BUGS``: a scenario test passes when
-every break it finds is a listed one, and each listed bug has a strict xfail test
-that starts failing once it is fixed. ``python tests/test_interrupts.py`` prints
-the whole table.
+Part B delivers SIGINT at every point of each call. A ``sys.settrace`` function,
+active in the main thread only (helper threads are never traced), counts the 'line'
+events of threadkit's own code and at the N-th one calls the installed SIGINT
+handler with that frame, as CPython does when a signal arrives there (lines of
+``finally`` and ``except`` blocks included). threadkit's handler raises at once in a
+park and otherwise owes the KeyboardInterrupt until the next safe point; exactly one
+must come out, from the call or right after it returned. Each scenario is run to
+count its lines, then once per N with fresh primitives; after every run, whether
+the call returned or raised, the invariants are checked: no lock held that should
+not be (or not held that should), no permit or notify lost, no ghost waiter in a
+queue, no internal mutex left held, the thread's record clean, any other waiter
+still woken, no thread running that its ``Thread`` says never started. Helper
+threads are stdlib threads coordinated with stdlib Events; one that waits for the
+main thread to park also gives up once the main thread's call has ended, since with
+an interrupt it may never park. ``python tests/test_interrupts.py`` prints the table.
 """
 
 from __future__ import annotations
 
 import _thread
 import dataclasses
-import dis
 import functools
 import linecache
 import os
@@ -46,7 +42,7 @@ import pytest
 import threadkit
 from helpers import wait_until, wait_until_parked
 from threadkit import _core
-from threadkit._core import SIGNALLED, WAITING, WaitQueue
+from threadkit._core import SIGNALLED, WAITING, WaitQueue, _interrupts
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,11 +64,19 @@ def _parked(rec: _core.ThreadRecord | None, resource: object) -> bool:
 
 _PKG_DIR = os.path.dirname(os.path.abspath(threadkit.__file__)) + os.sep
 _PARK_CODE = WaitQueue.park.__code__
+_BLOCK_CODE = _core._interrupts.block.__code__
+
+
+def _parked_anywhere(rec: _core.ThreadRecord | None) -> bool:
+    node = None if rec is None else rec.waiting
+    return node is not None and node.state is WAITING and _in_park_acquire(rec.ident)
 
 
 def _in_park_acquire(ident: int) -> bool:
     """True if thread ``ident`` is blocked in (or just back from) the parker's acquire."""
     frame = sys._current_frames().get(ident)
+    if frame is not None and frame.f_code is _BLOCK_CODE:
+        return True
     return (
         frame is not None
         and frame.f_code is _PARK_CODE
@@ -125,9 +129,7 @@ class _Firer:
 
 def _interrupt(ready: Callable[[], bool], call: Callable[[], object]) -> float:
     """Run ``call`` in the main thread, SIGINT it once ``ready()``; return the delay."""
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, (
-        "SIGINT does not raise KeyboardInterrupt in this process"
-    )
+    assert _interrupts.installed(), "threadkit's SIGINT handler is not installed"
     firer = _Firer(ready)
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -384,42 +386,21 @@ RESULT = "result"  # the call returned a wrong value
 HARNESS = "harness"  # the scenario itself misbehaved (never a known bug)
 
 
-@functools.cache
-def _with_exits(code: Any) -> frozenset[int]:
-    """Offsets where a ``with`` block that ran to its end calls ``__exit__``.
-
-    CPython reports a 'line' event for the ``with`` line there, but no signal can be
-    handled at that point: nothing between the block's last instruction and the
-    ``__exit__`` call checks for one. So it is not an injection point (it would make
-    every ``with mutex:`` look like a leak); a Ctrl-C can land just before it, at the
-    end of the block's last line, and that point is injected.
-    """
-    ins = list(dis.get_instructions(code))
-    exits = set()
-    for k in range(len(ins) - 4):
-        if all(ins[k + j].opname == "LOAD_CONST" and ins[k + j].argval is None for j in range(3)):
-            call = [i for i in ins[k + 3 : k + 5] if i.opname != "PRECALL"][:1]
-            if call and call[0].opname == "CALL" and call[0].arg == 2:
-                exits.add(ins[k].offset)
-    return frozenset(exits)
-
-
 _ours: dict[Any, bool] = {}
-
-
-class Injected(KeyboardInterrupt):
-    """The KeyboardInterrupt raised by the trace function (a plain one to threadkit)."""
 
 
 class _Injector:
     """Trace function of the main thread: counts the 'line' events of threadkit's code
-    and raises KeyboardInterrupt at the ``target``-th one (never, if None)."""
+    and, at the ``target``-th one (never, if None), delivers SIGINT there: it calls
+    the installed SIGINT handler with that frame, which is what CPython does when a
+    signal arrives at that point. threadkit's handler raises KeyboardInterrupt at
+    once where the code is open to it (a park) and otherwise owes it, to be raised
+    at the next safe point; either way exactly one must come out."""
 
     def __init__(self, target: int | None) -> None:
         self.target = target
         self.count = 0
         self.where: tuple[Any, int] | None = None
-        self.exc: Injected | None = None
 
     def trace(self, frame: Any, event: str, arg: Any) -> Any:
         code = frame.f_code
@@ -429,13 +410,22 @@ class _Injector:
         return self._line if ours else None
 
     def _line(self, frame: Any, event: str, arg: Any) -> Any:
-        if event == "line" and frame.f_lasti not in _with_exits(frame.f_code):
+        if event == "line":
             self.count += 1
             if self.count == self.target:
                 self.where = (frame.f_code, frame.f_lineno)
-                self.exc = Injected(f"injected at threadkit line event {self.count}")
-                raise self.exc
+                signal.getsignal(signal.SIGINT)(signal.SIGINT, frame)
         return self._line
+
+
+def _land() -> None:
+    """Let an owed KeyboardInterrupt come out here (it is raised by the nudge that
+    interrupts this sleep); AssertionError if it never does."""
+    deadline = time.monotonic() + 2.0
+    while _interrupts.owed():
+        if time.monotonic() > deadline:
+            raise AssertionError("an owed KeyboardInterrupt was never raised")
+        time.sleep(0.0005)
 
 
 def _site(where: tuple[Any, int]) -> str:
@@ -539,7 +529,8 @@ class _Outcome:
     def __init__(self) -> None:
         self.returned = False
         self.value: Any = None
-        self.raised: BaseException | None = None  # the injected KeyboardInterrupt
+        self.raised: BaseException | None = None  # the KeyboardInterrupt, out of the call
+        self.late: BaseException | None = None  # the KeyboardInterrupt, after it returned
         self.error: BaseException | None = None  # anything else the call raised
 
 
@@ -612,6 +603,10 @@ class Scenario:
         self.other = other = _Background(fn)
         deadline = time.monotonic() + 10
         while not _blocked(other.rec, resource):
+            if not other.thread.is_alive() and isinstance(other.exc, threadkit.BrokenBarrierError):
+                return  # the main thread's Ctrl-C broke the barrier first
+            if self.ended.is_set() and _parked_anywhere(other.rec):
+                return  # the main thread's call ended first: it waits behind that
             if not other.thread.is_alive() or time.monotonic() > deadline:
                 self.problem(HARNESS, f"second waiter did not park: {other.exc!r}")
                 return
@@ -700,26 +695,36 @@ def _run(cls: type[Scenario], target: int | None) -> tuple[_Injector, list[tuple
     inj = _Injector(target)
     out = _Outcome()
     previous = sys.gettrace()
+    twice = None
     try:
-        sys.settrace(inj.trace)
         try:
-            out.value = sc.call()
-            out.returned = True
-        finally:
-            sys.settrace(previous)
-    except Injected as exc:
-        if exc is not inj.exc:
-            raise
-        out.raised = exc
-    except Exception as exc:
-        out.error = exc
+            sys.settrace(inj.trace)
+            try:
+                out.value = sc.call()
+                out.returned = True
+            finally:
+                sys.settrace(previous)
+            _land()
+        except KeyboardInterrupt as exc:
+            if out.returned:
+                out.late = exc
+            else:
+                out.raised = exc
+        except Exception as exc:
+            out.error = exc
+        try:
+            _land()
+        except KeyboardInterrupt as exc:
+            twice = exc
     finally:
         sys.settrace(previous)
         sc.ended.set()
     problems = sc.finish(out)
-    if inj.exc is not None and out.raised is None:
+    if inj.where is not None and out.raised is None and out.late is None:
         got = f"returned {out.value!r}" if out.returned else f"raised {out.error!r}"
         problems.append((EXCEPTION, f"the KeyboardInterrupt did not come out: the call {got}"))
+    if twice is not None:
+        problems.append((EXCEPTION, "one Ctrl-C raised KeyboardInterrupt twice"))
     return inj, problems
 
 
@@ -1005,8 +1010,15 @@ class CondWait(Scenario):
         if not self.timed_out and self.wait_blocked(self.cond):
             if self.two_waiters:
                 self.start_other(self._other, self.cond)
-            with self.cond:
+            # The main thread parked, but an owed Ctrl-C may take it out again and
+            # have it hold the lock until the checks: then there is nobody to notify.
+            while not self.cond.acquire(timeout=0.01):
+                if self.ended.is_set():
+                    return
+            try:
                 self.cond.notify()
+            finally:
+                self.cond.release()
             self.did_act = True
 
     def check(self, out: _Outcome) -> None:
@@ -1030,6 +1042,11 @@ class CondWait(Scenario):
             self.release_main()
 
         def notify() -> None:
+            other = self.other
+            if other is not None:
+                # It may still be on its way into wait(): a notify before it queued
+                # would be lost by design.
+                wait_until(lambda: not other.thread.is_alive() or _blocked(other.rec, self.cond))
             with self.cond:
                 self.cond.notify()
 
@@ -1364,127 +1381,6 @@ class Sleep(Scenario):
         return threadkit.sleep(0.0005)
 
 
-# -- what is known to break ----------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Bug:
-    """A root cause: an interrupt at any of ``sites`` breaks one of ``kinds``."""
-
-    summary: str
-    fix: str
-    kinds: frozenset[str]
-    sites: frozenset[str]  # "Qualname: source line"; one ending in "..." is a prefix
-
-    def at(self, site: str) -> bool:
-        return site in self.sites or any(
-            s.endswith("...") and site.startswith(s[:-3]) for s in self.sites
-        )
-
-
-def _bug(summary: str, fix: str, kinds: set[str], sites: str) -> Bug:
-    """``sites``: one ``Qualname: source line`` per line (see ``_site``)."""
-    lines = [line.strip() for line in sites.splitlines() if line.strip()]
-    return Bug(summary, fix, frozenset(kinds), frozenset(lines))
-
-
-#: What an injected interrupt is known to break today, by root cause. Each entry has
-#: a strict xfail test below: once the bug is fixed, that test fails and says to
-#: delete the entry. A site is ``Qualname: source line`` (comments dropped); one
-#: ending in "..." matches every line that starts with what precedes it.
-BUGS: dict[str, Bug] = {
-    "condition-lock-not-held-again": _bug(
-        "Condition.wait raises without the lock held again (its contract) when the "
-        "interrupt comes inside _release_save after the C lock was released (Lock.release "
-        "or RLock._release_save about to wake a lock waiter), or on a `try:` line "
-        "between its three handlers; on the one after park() returned, a notify "
-        "already received is also not passed on",
-        "release the C lock as the very last step of _release_save (wake lock waiters "
-        "first: they re-check the lock), and give wait() a single try whose handler "
-        "learns from flags set right after each step whether to re-acquire and "
-        "whether to pass a notify on",
-        {LOCK, WAKEUP},
-        """
-        Lock.release: if self._waiters:
-        RLock._release_save: if self._waiters:
-        RLock._release_save: return state
-        Condition.wait: try:
-        """,
-    ),
-    "condition-acquire-restore": _bug(
-        "Condition.wait: an interrupt in _acquire_restore after the lock was taken "
-        "back breaks the re-acquire: over a Lock, _reacquire calls _acquire_restore "
-        "again and the thread deadlocks on its own lock for ever (and swallows every "
-        "further Ctrl-C in its retry loop); over an RLock held n times, _reacquire "
-        "finds it owned and returns with the recursion count at 1, so the caller's "
-        "outer with block fails to release",
-        "for a plain Lock, have _reacquire tell whether this thread already took it "
-        "(set _owner in the same step, or return a flag from _acquire_restore); for "
-        "an RLock, restore the full count in _reacquire (compare _recursion_count() "
-        "with the saved state) instead of returning as soon as it is owned",
-        {DEADLOCK, LOCK},
-        """
-        Lock._acquire_restore: self._owner = _get_ident()
-        RLock._acquire_restore: count = state[0]
-        RLock._acquire_restore: while count > 1:
-        RLock._acquire_restore: lock.acquire(False)
-        """,
-    ),
-    "lock-taken-then-interrupted": _bug(
-        "Lock/RLock acquire: once the C lock is taken, an interrupt in the bookkeeping "
-        "before acquire() returns (withdrawing the node in _acquire_slow, setting "
-        "Lock._owner) leaves the lock held although acquire() raised, so the caller's "
-        "with block never releases it (threading's C acquire cannot do that)",
-        "after a successful try_acquire, finish under try/except BaseException that "
-        "releases the C lock before re-raising; set _owner inside that protection",
-        {LOCK},
-        """
-        Lock.acquire: self._owner = _get_ident()
-        _LockBase._acquire_slow: with queue.mutex:
-        _LockBase._acquire_slow: queue.withdraw_locked(node)
-        WaitQueue.withdraw_locked: ...
-        """,
-    ),
-    "barrier-trip-wake": _bug(
-        "Barrier._trip (last arrival) now marks its generation's waiters while they "
-        "are still queued and unparks them one by one in a finally; an interrupt "
-        "inside that final unpark loop (the cleanup itself) leaves the waiters not "
-        "yet unparked signalled but parked; without a timeout they wait for ever",
-        "make the release a single step an interrupt cannot split (a C-level loop), "
-        "or defer KeyboardInterrupt while threadkit's own bookkeeping runs",
-        {WAKEUP},
-        """
-        Barrier._trip: for node in nodes:
-        Barrier._trip: node.record.unpark()
-        ThreadRecord.unpark: try:
-        ThreadRecord.unpark: self.parker.release()
-        """,
-    ),
-    "return-line-window": _bug(
-        "inherent to pure Python: an interrupt on the final `return` line, after the "
-        "call did its work, leaves a taken lock held (acquire() raised, so a with "
-        "block's __exit__ never runs), a taken permit or a received notify lost; "
-        "CPython's C Lock.acquire has no such window (Semaphore and Condition in "
-        "threading, being Python, have the same one)",
-        "none at the Python level (the window can be narrowed, not closed): document it",
-        {LOCK, PERMITS, WAKEUP},
-        """
-        Lock.acquire: return True
-        RLock.acquire: return True
-        _LockBase._acquire_slow: return True
-        Semaphore.acquire: return True
-        Condition.wait: return state is SIGNALLED
-        """,
-    ),
-}
-
-
-def _explained(failure: Failure) -> bool:
-    kinds: set[str] = set()
-    for bug in BUGS.values():
-        if bug.at(failure.site):
-            kinds |= bug.kinds
-    return all(kind in kinds for kind, _ in failure.problems)
-
-
 # -- the tests ------------------------------------------------------------------------------
 @functools.cache
 def _report(name: str) -> Report:
@@ -1493,30 +1389,10 @@ def _report(name: str) -> Report:
 
 @pytest.mark.parametrize("name", list(_SCENARIOS))
 def test_interrupt_at_every_line(name: str) -> None:
-    """Every injection point either keeps every invariant or is a known bug (BUGS)."""
+    """At every threadkit line of the call, a Ctrl-C keeps every invariant."""
     report = _report(name)
     assert report.count > 0
-    unexplained = [f for f in report.failures if not _explained(f)]
-    assert not unexplained, (
-        "an interrupt at these lines breaks what no entry of BUGS explains (a new bug, "
-        "or a known one moved to other lines):\n" + report.text(unexplained)
-    )
-
-
-@pytest.mark.parametrize(
-    "bug",
-    [pytest.param(b, marks=pytest.mark.xfail(strict=True, reason=BUGS[b].summary)) for b in BUGS],
-)
-def test_known_bug_is_fixed(bug: str) -> None:
-    """One per known bug: fails (xfail) while an injected interrupt still shows it."""
-    known = BUGS[bug]
-    hits = [
-        f"{name}: {failure.text()}"
-        for name in _SCENARIOS
-        for failure in _report(name).failures
-        if known.at(failure.site) and any(k in known.kinds for k, _ in failure.problems)
-    ]
-    assert not hits, "\n".join(hits)
+    assert not report.failures, "an interrupt at these lines broke something:\n" + report.text()
 
 
 if __name__ == "__main__":  # pragma: no cover - the full table, for humans

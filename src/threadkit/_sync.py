@@ -34,6 +34,7 @@ from ._core import (
     checkpoint,
     current_record,
     deadline_after,
+    interruptible,
     on_armed,
     thread_label,
     wake,
@@ -98,6 +99,8 @@ class _LockBase:
     _waiters: Any
 
     def _acquire_slow(self, blocking: bool, timeout: float, cancellable: bool = True) -> bool:
+        """The wait for the C lock; with ``cancellable`` false (Condition taking its
+        lock back), neither a cancellation point nor open to Ctrl-C."""
         _validate_acquire(blocking, timeout)
         try_acquire = self._lock.acquire
         if try_acquire(False):
@@ -117,7 +120,7 @@ class _LockBase:
                         queue.withdraw_locked(node)
                     # A signal that reached the node meant "the lock is free"; taken.
                     return True
-                if queue.park(node, deadline, None, cancellable) is TIMED_OUT:
+                if queue.park(node, deadline, None, cancellable, cancellable) is TIMED_OUT:
                     return bool(try_acquire(False))
                 # Signalled: the lock was released. Another thread may have barged
                 # in first, in which case the loop parks again.
@@ -201,8 +204,8 @@ class Lock(_LockBase):
         self.release()
 
     def _acquire_restore(self, _state: object) -> None:
-        # Not a cancellation point: Condition.wait must hold the lock again even
-        # when it is leaving with Cancelled.
+        # Not a cancellation point, nor open to Ctrl-C: Condition.wait must hold the
+        # lock again even when it is leaving with Cancelled or KeyboardInterrupt.
         if not self._lock.acquire(False):
             self._acquire_slow(True, -1, False)
         self._owner = _get_ident()
@@ -359,8 +362,16 @@ class Condition:
                 setattr(self, name, method)
         self._queue = WaitQueue()
         self._waiters = self._queue.waiters
+        if not isinstance(lock, _LockBase):
+            self._foreign = True
+
+    #: True over a lock that is not threadkit's: its acquire may block outside the
+    #: core, so it is called from a frame open to Ctrl-C (as in ``threading``).
+    _foreign = False
 
     def __enter__(self) -> bool:
+        if self._foreign:
+            return _enter_foreign(self._lock)
         return bool(self._lock.__enter__())
 
     def __exit__(self, *args: object) -> Any:
@@ -454,6 +465,7 @@ class Condition:
             except BaseException:
                 continue
 
+    @interruptible  # it runs the predicate
     def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
         """Wait until ``predicate()`` is true; return its last value.
 
@@ -500,6 +512,12 @@ class Condition:
             stacklevel=2,
         )
         self.notify_all()
+
+
+@interruptible
+def _enter_foreign(lock: Any) -> bool:
+    """Enter a lock threadkit does not own, where Ctrl-C may interrupt its wait."""
+    return bool(lock.__enter__())
 
 
 class Semaphore:
@@ -830,7 +848,7 @@ class Barrier:
         ok = False
         try:
             if self._action is not None:
-                self._action()
+                _run_action(self._action)
             ok = True
         finally:
             nodes: list[Any] = []
@@ -893,3 +911,9 @@ class Barrier:
     def broken(self) -> bool:
         """True if the barrier is broken."""
         return self._broken
+
+
+@interruptible
+def _run_action(action: Callable[[], object]) -> None:
+    """Run a barrier's action, as open to Ctrl-C as the program's own code."""
+    action()

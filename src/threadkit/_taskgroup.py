@@ -54,6 +54,7 @@ from ._core import (
     checkpoint,
     current_record,
     enter_task,
+    interruptible,
     scopes_of,
     wake,
 )
@@ -226,6 +227,7 @@ class Task(Generic[T]):
         return queue.wait_until(current_record(), self, "result", self.done, deadline, cancellable)
 
     # -- running (in a worker) ------------------------------------------------------------
+    @interruptible  # it runs the task's function
     def run_in(self, worker: Worker, rec: ThreadRecord) -> None:
         """Run the task in ``worker``'s thread (``rec``) and record how it ended.
 
@@ -465,6 +467,7 @@ class TaskGroup:
             raise ValueError("TaskGroup.map needs a TaskGroup with a limit")
         return self._map(fn, iterable, self._limit)
 
+    @interruptible  # it pulls items from the program's iterable
     def _map(self, fn: Callable[[T], R], iterable: Iterable[T], limit: int) -> Iterator[R]:
         window: deque[Task[R]] = deque()
         try:

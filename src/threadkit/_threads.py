@@ -44,9 +44,12 @@ from ._core import (
     current_record,
     detach_scopes,
     enter_root,
+    install_interrupts,
+    interruptible,
     record_for,
     register_current,
     set_foreign_record_hook,
+    set_main_thread,
     set_namer,
     unregister_current,
     wake,
@@ -99,6 +102,7 @@ def _noting_use(init: Any) -> Any:
         return init
 
     @functools.wraps(init)
+    @interruptible  # it runs the program's __init__
     def __init__(self: local, /, *args: Any, **kwargs: Any) -> Any:
         _note_local_use()
         # Through the descriptor protocol: __init__ may be any callable attribute.
@@ -279,6 +283,9 @@ class Thread:
         """
         if not self._initialized:
             raise RuntimeError("thread.__init__() not called")
+        # From the first thread on, Ctrl-C must not split threadkit's bookkeeping
+        # (here: a thread running while its Thread says it was never started).
+        install_interrupts()
         with _mutex:
             if self._state is not INITIAL:
                 raise RuntimeError("threads can only be started once")
@@ -303,6 +310,7 @@ class Thread:
             if self._state is STARTED:
                 _active[ident] = self
 
+    @interruptible
     def run(self) -> Any:
         """The thread's activity: call the target and return what it returns.
 
@@ -316,6 +324,9 @@ class Thread:
             # Break the reference cycle thread -> target -> (often) thread.
             del self._target, self._args, self._kwargs
 
+    # The two frames under run(): open to Ctrl-C, which reaches them only in a child
+    # forked from this thread, where this thread is the main one.
+    @interruptible
     def _bootstrap(self) -> None:
         try:
             self._bootstrap_inner()
@@ -325,6 +336,7 @@ class Thread:
                 return
             raise
 
+    @interruptible
     def _bootstrap_inner(self) -> None:
         rec = register_current(self)
         scopes = self._scopes()
@@ -366,6 +378,7 @@ class Thread:
         """The cancel scopes the new thread starts inside, outermost first."""
         return [self._root_scope]
 
+    @interruptible  # it runs excepthook
     def _report(self, exc: BaseException) -> None:
         """Hand an uncaught exception to ``excepthook``, as ``threading`` does."""
         args = ExceptHookArgs([type(exc), exc, exc.__traceback__, self])
@@ -586,6 +599,7 @@ class Timer(Thread):
         """Stop the timer if it has not fired yet."""
         self.finished.set()
 
+    @interruptible
     def run(self) -> Any:
         """Wait ``interval`` seconds, then call the function unless cancelled."""
         try:
@@ -687,6 +701,7 @@ def _main_ident() -> tuple[int, int | None]:
 
 _main_thread: Thread = _MainThread(*_main_ident())
 _active[_main_ident()[0]] = _main_thread
+set_main_thread(_main_ident()[0])
 
 
 def _bind_foreign(rec: ThreadRecord) -> None:
@@ -852,6 +867,7 @@ def _after_fork() -> None:
     """In a forked child: the forking thread is the only one, and it is the main one."""
     global _main_thread, _shutting_down
     after_fork_in_child()
+    set_main_thread(get_ident())
     _mutex._at_fork_reinit()
     _shutting_down = False
     ident = get_ident()

@@ -78,6 +78,7 @@ from ._core import (
     WaitQueue,
     current_record,
     exit_task,
+    interruptible,
     wake,
     wake_one,
 )
@@ -176,6 +177,7 @@ class Worker(Thread):
         if job is not None:
             job.cancel()
 
+    @interruptible
     def run(self) -> None:
         _work(self)
 
@@ -280,6 +282,7 @@ def _wake_or_start(node: Waiter | None) -> None:
             _searching -= 1
 
 
+@interruptible  # it runs the jobs, and only a forked child's main thread gets Ctrl-C
 def _work(worker: Worker) -> None:
     """A worker's life: search, run, and park idle until a timeout ends it."""
     global _searching, _taken

@@ -26,6 +26,10 @@ from ._cancel import (
     scopes_of,
 )
 from ._cancel import reset_after_fork as _reset_cancel_after_fork
+from ._interrupts import block as _block
+from ._interrupts import install as install_interrupts
+from ._interrupts import interruptible, set_main_thread
+from ._interrupts import reset_after_fork as _reset_interrupts_after_fork
 from ._registry import (
     ThreadRecord,
     current_record,
@@ -69,6 +73,8 @@ __all__ = [
     "exit_task",
     "fail_after",
     "fail_at",
+    "install_interrupts",
+    "interruptible",
     "move_on_after",
     "move_on_at",
     "on_armed",
@@ -89,13 +95,20 @@ __all__ = [
     "record_for",
     "records",
     "register_current",
+    "set_main_thread",
     "set_namer",
     "thread_label",
     "unregister_current",
     "waiting_on",
+    "PARK_CODES",
     "wake",
     "wake_one",
 ]
+
+
+#: The code of the frames a parked thread blocks in (for test helpers and benchmarks
+#: that must tell "parked" from "about to park").
+PARK_CODES = frozenset({_block.__code__, WaitQueue.park.__code__})
 
 
 def waiting_on(resource: object) -> list[ThreadRecord]:
@@ -117,6 +130,7 @@ def after_fork_in_child() -> None:
     held by a vanished thread at the instant of the fork; it is replaced first.
     """
     _reset_cancel_after_fork()
+    _reset_interrupts_after_fork()
     for rec in reset_after_fork():
         node = rec.waiting
         if node is None:

@@ -54,6 +54,7 @@ from time import monotonic
 from typing import Any
 
 from ._cancel import Cancelled, armed, cancel_source, effective_deadline
+from ._interrupts import block
 from ._registry import ThreadRecord
 
 __all__ = ["WaitQueue", "WaitState", "Waiter", "wake", "wake_one"]
@@ -271,6 +272,7 @@ class WaitQueue:
         deadline: float | None,
         pass_on: Callable[[], object] | None = None,
         cancellable: bool = True,
+        interruptible: bool = True,
     ) -> WaitState:
         """Block until ``node`` is signalled or ``deadline`` (monotonic) passes.
 
@@ -280,6 +282,11 @@ class WaitQueue:
         (``Cancelled``, KeyboardInterrupt) ends the wait, the node is resolved before
         it propagates: taken out of the queue if still waiting or, if a signal had
         already reached it, the signal is handed on through ``pass_on``.
+
+        Ctrl-C interrupts the wait (the park is the one place threadkit's SIGINT
+        handler lets it through at once, see ``_interrupts``) unless
+        ``interruptible`` is false: then a Ctrl-C is held back until the wait ends
+        and raised after the call that waited returns.
         """
         rec = node.record
         try:
@@ -293,16 +300,22 @@ class WaitQueue:
                     if deadline is not None and deadline < wake_at:
                         wake_at = deadline
                 elif deadline is None:
-                    parker.acquire()
-                    continue
+                    wake_at = _INF
                 else:
                     wake_at = deadline
                 if wake_at == _INF:
-                    parker.acquire()
+                    if interruptible:
+                        block(parker, None)
+                    else:
+                        parker.acquire()
                     continue
                 remaining = wake_at - monotonic()
                 if remaining > 0:
-                    parker.acquire(True, min(remaining, TIMEOUT_MAX))
+                    remaining = min(remaining, TIMEOUT_MAX)
+                    if interruptible:
+                        block(parker, remaining)
+                    else:
+                        parker.acquire(True, remaining)
                 elif deadline is not None and deadline <= wake_at:
                     # The call's own timeout: threading's meaning, a False return.
                     with self.mutex:
