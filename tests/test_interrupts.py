@@ -41,8 +41,9 @@ import pytest
 
 import threadkit
 from helpers import wait_until, wait_until_parked
-from threadkit import _core
+from threadkit import _core, _workers
 from threadkit._core import SIGNALLED, WAITING, WaitQueue, _interrupts
+from threadkit._taskgroup import GroupState as _GroupState
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -1379,6 +1380,314 @@ class Sleep(Scenario):
 
     def call(self) -> Any:
         return threadkit.sleep(0.0005)
+
+
+# -- the calls that never block: a Ctrl-C must not lose the wake-up they give ------------
+class _Releasing(Scenario):
+    """A non-blocking call by the main thread that must wake a thread parked before it.
+
+    ``prepare`` parks a second waiter (``other``, a stdlib thread) on ``resource``;
+    ``call`` makes the release; ``check`` requires the second waiter to be woken by
+    it whenever the call returned (or its interrupt came after it returned), and
+    lets it go otherwise.
+    """
+
+    resource: Any
+
+    def park_other(self, fn: Callable[[], Any]) -> None:
+        self.other = _Background(fn)
+        wait_until(lambda: _blocked(self.other.rec, self.resource))  # type: ignore[union-attr]
+
+    def undo(self) -> None:
+        """What the check does to let the second waiter go if the call never acted."""
+
+    def check(self, out: _Outcome) -> None:
+        self.finish_other(out.returned, f"{self.name}: wake-up lost", self.undo)
+
+
+class LockRelease(_Releasing):
+    kind: ClassVar[Callable[[], Any]] = threadkit.Lock
+    by_exit: ClassVar[bool] = False
+
+    def prepare(self) -> None:
+        self.lock = self.resource = self.kind()
+        self.lock.acquire()
+
+        def other() -> bool:
+            ok = bool(self.lock.acquire(timeout=W_TIMEOUT))
+            if ok:
+                self.lock.release()
+            return ok
+
+        self.park_other(other)
+
+    def call(self) -> Any:
+        if self.by_exit:
+            return self.lock.__exit__(None, None, None)
+        return self.lock.release()
+
+    def queues(self) -> dict[str, WaitQueue]:
+        return {"lock._queue": self.lock._queue}
+
+    def mutexes(self) -> dict[str, Any]:
+        return {"lock._queue.mutex": self.lock._queue.mutex}
+
+    def undo(self) -> None:
+        if self.lock._is_owned() if isinstance(self.lock, threadkit.RLock) else self.lock.locked():
+            self.lock.release()
+        else:  # released, but its wake-up went nowhere
+            self.lock._queue.unpark(1)
+
+    def check(self, out: _Outcome) -> None:
+        super().check(out)
+        if self.other is not None and self.other.result is not True:
+            self.problem(WAKEUP, f"the second waiter's acquire gave {self.other.result!r}")
+        if self.lock.acquire(False):
+            self.lock.release()
+        else:
+            self.problem(LOCK, "lock not free at the end")
+
+
+@scenario
+class LockReleaseWoken(LockRelease):
+    name = "Lock.release() with a waiter"
+
+
+@scenario
+class LockExitWoken(LockRelease):
+    name = "Lock.__exit__() with a waiter"
+    by_exit = True
+
+
+@scenario
+class RLockReleaseWoken(LockRelease):
+    name = "RLock.release() with a waiter"
+    kind = threadkit.RLock
+
+
+@scenario
+class CondNotify(_Releasing):
+    name = "Condition.notify() with a waiter"
+
+    def prepare(self) -> None:
+        self.cond = self.resource = threadkit.Condition(threadkit.Lock())
+
+        def other() -> bool:
+            with self.cond:
+                return bool(self.cond.wait(W_TIMEOUT))
+
+        self.park_other(other)
+        self.cond.acquire()
+
+    def call(self) -> Any:
+        return self.cond.notify()
+
+    def queues(self) -> dict[str, WaitQueue]:
+        return {"cond._queue": self.cond._queue}
+
+    def undo(self) -> None:
+        self.cond.notify()
+
+    def check(self, out: _Outcome) -> None:
+        self.cond.release()  # the second waiter needs the lock to return
+        super().check(out)
+        if self.other is not None and self.other.result is not True:
+            self.problem(WAKEUP, f"the second waiter's wait gave {self.other.result!r}")
+
+
+@scenario
+class EventSetWoken(_Releasing):
+    name = "Event.set() with a waiter"
+
+    def prepare(self) -> None:
+        self.ev = self.resource = threadkit.Event()
+        self.park_other(lambda: self.ev.wait(W_TIMEOUT))
+
+    def call(self) -> Any:
+        return self.ev.set()
+
+    def queues(self) -> dict[str, WaitQueue]:
+        return {"ev._queue": self.ev._queue}
+
+    def mutexes(self) -> dict[str, Any]:
+        return {"ev._mutex": self.ev._mutex}
+
+    def undo(self) -> None:
+        self.ev.set()
+
+    def check(self, out: _Outcome) -> None:
+        super().check(out)
+        if self.other is not None and self.other.result is not True:
+            self.problem(WAKEUP, f"the second waiter's wait gave {self.other.result!r}")
+
+
+class BarrierBreak(_Releasing):
+    method: ClassVar[str] = "abort"
+
+    def prepare(self) -> None:
+        self.barrier = self.resource = threadkit.Barrier(2)
+        self.park_other(lambda: self.barrier.wait(W_TIMEOUT))
+
+    def call(self) -> Any:
+        return getattr(self.barrier, self.method)()
+
+    def mutexes(self) -> dict[str, Any]:
+        return {"barrier._mutex": self.barrier._mutex}
+
+    def undo(self) -> None:
+        self.barrier.abort()
+
+    def check(self, out: _Outcome) -> None:
+        super().check(out)
+        if self.other is not None and not isinstance(self.other.exc, threadkit.BrokenBarrierError):
+            self.problem(WAKEUP, f"the waiter ended with {self.other.exc!r}")
+        self.other = None  # its BrokenBarrierError is the expected outcome, not a failure
+        broken = self.barrier.broken
+        if out.returned and broken != (self.method == "abort"):
+            self.problem(BARRIER, f"{self.method}() returned, broken: {broken}")
+
+
+@scenario
+class BarrierAbort(BarrierBreak):
+    name = "Barrier.abort() with a waiter"
+
+
+@scenario
+class BarrierReset(BarrierBreak):
+    name = "Barrier.reset() with a waiter"
+    method = "reset"
+
+
+# -- starting threads and tasks --------------------------------------------------------------
+@scenario
+class ThreadStart(Scenario):
+    """Thread.start(): after it, the Thread says exactly what its OS thread does."""
+
+    name = "Thread.start()"
+
+    def prepare(self) -> None:
+        self.runs = 0
+        self.ran = threading.Event()
+        self.go = threading.Event()
+        self.t = threadkit.Thread(target=self._body, daemon=True)
+
+    def _body(self) -> int:
+        self.runs += 1
+        self.ran.set()
+        self.go.wait(10)
+        return 7
+
+    def call(self) -> Any:
+        return self.t.start()
+
+    def check(self, out: _Outcome) -> None:
+        t = self.t
+        if out.returned and not t.is_alive():
+            self.problem(RESULT, "start() returned but the thread is not alive")
+        if out.raised is not None:
+            # Not started: it must be startable, and run, exactly once more.
+            if t.is_alive() or self.ran.wait(0.05):
+                self.problem(EXCEPTION, "start() raised but the thread runs")
+            else:
+                t.start()
+        self.go.set()
+        try:
+            if t.result(10) != 7:
+                self.problem(RESULT, "the thread's result is wrong")
+        except (TimeoutError, RuntimeError) as exc:
+            self.problem(RESULT, f"result() raised {exc!r}")
+        if self.runs != 1:
+            self.problem(RESULT, f"the body ran {self.runs} times")
+        try:
+            t.start()
+        except RuntimeError:
+            pass
+        else:
+            self.problem(RESULT, "a second start() was accepted")
+
+
+class _InGroup(Scenario):
+    """Calls on a TaskGroup whose block the main thread entered in ``prepare``."""
+
+    def prepare(self) -> None:
+        self.depth = len(_core.scopes_of(self.rec))
+        self.tg = threadkit.TaskGroup()
+        self.tg.__enter__()
+        self.runs = 0
+        self.go = threading.Event()
+
+    def body(self) -> int:
+        self.runs += 1
+        self.go.wait(10)
+        return 5
+
+    def close(self) -> BaseException | None:
+        """End the block (if the call did not) and return what it raised."""
+        self.go.set()
+        if self.tg._state is not _GroupState.CLOSED:
+            try:
+                self.tg.__exit__(None, None, None)
+            except BaseException as exc:
+                return exc
+        return None
+
+    def check_cache(self) -> None:
+        """The worker cache still runs tasks, and the main thread's scopes are back."""
+        if len(_core.scopes_of(self.rec)) != self.depth:
+            self.problem(RECORD, "the group's cancel scope was left on the main thread")
+        wait_until(lambda: _workers._searching == 0)
+        with threadkit.TaskGroup() as tg:
+            task = tg.spawn(lambda: 11)
+        if task.result() != 11:
+            self.problem(RESULT, "the worker cache no longer runs tasks")
+
+
+@scenario
+class Spawn(_InGroup):
+    name = "TaskGroup.spawn()"
+
+    def call(self) -> Any:
+        return self.tg.spawn(self.body)
+
+    def check(self, out: _Outcome) -> None:
+        failed = self.close()
+        if failed is not None:
+            self.problem(EXCEPTION, f"the block's end raised {failed!r}")
+        if out.returned and (self.runs != 1 or out.value.result() != 5):
+            self.problem(RESULT, f"spawn() returned; the task ran {self.runs} times")
+        if out.raised is not None and self.runs > 1:
+            self.problem(RESULT, f"spawn() raised; the task ran {self.runs} times")
+        self.check_cache()
+
+
+@scenario
+class GroupExit(_InGroup):
+    """The end of a TaskGroup block, waiting for a task that ends once it parks."""
+
+    name = "TaskGroup.__exit__() waiting for a task"
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.task = self.tg.spawn(self.body)
+        wait_until(lambda: self.runs == 1)
+
+    def call(self) -> Any:
+        return self.tg.__exit__(None, None, None)
+
+    def helper(self) -> None:
+        if self.wait_blocked(self.tg):
+            self.go.set()
+            self.did_act = True
+
+    def check(self, out: _Outcome) -> None:
+        failed = self.close()
+        if failed is not None:
+            self.problem(EXCEPTION, f"the block's end raised {failed!r} afterwards")
+        if not self.task.done():
+            self.problem(RESULT, "the block ended before its task")
+        if out.returned and self.task.result() != 5:
+            self.problem(RESULT, "the task's result is wrong")
+        self.check_cache()
 
 
 # -- the tests ------------------------------------------------------------------------------

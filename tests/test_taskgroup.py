@@ -1137,13 +1137,14 @@ class TestCtrlC:
 
     @staticmethod
     def _count_waits(tg: TaskGroup, monkeypatch: pytest.MonkeyPatch) -> list[None]:
-        """Count the group's waits for its tasks (one entry per wait started)."""
+        """Count the group's untimed waits for its tasks (one entry per wait started)."""
         entries: list[None] = []
         original = tg._wait_all
 
-        def counting() -> None:
-            entries.append(None)
-            original()
+        def counting(deadline: float | None = None) -> bool:
+            if deadline is None:
+                entries.append(None)
+            return original(deadline)
 
         monkeypatch.setattr(tg, "_wait_all", counting)
         return entries
@@ -1233,9 +1234,10 @@ class TestCtrlC:
             waits = []
             original = threadkit.TaskGroup._wait_all
 
-            def counting(self):
-                waits.append(None)
-                return original(self)
+            def counting(self, deadline=None):
+                if deadline is None:
+                    waits.append(None)
+                return original(self, deadline)
 
             threadkit.TaskGroup._wait_all = counting
 

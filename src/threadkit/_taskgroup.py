@@ -59,8 +59,8 @@ from ._core import (
     wake,
 )
 from ._sync import Semaphore
-from ._threads import Thread
-from ._workers import Worker, submit, withdraw
+from ._threads import INTERRUPT_GRACE, Thread, say_still_running
+from ._workers import Worker, submit, withdraw, workers
 
 __all__ = ["Task", "TaskGroup"]
 
@@ -340,7 +340,10 @@ class TaskGroup:
             interrupt = exc
         try:
             try:
-                self._wait_all()
+                if interrupt is not None:
+                    self._wait_after_interrupt()
+                else:
+                    self._wait_all()
             except BaseException as waiting_error:
                 # Ctrl-C while waiting: cancel everything and wait once more, unless
                 # this is already the wait after a Ctrl-C in the body. Then, or on a
@@ -349,13 +352,18 @@ class TaskGroup:
                 if interrupt is not None:
                     raise
                 interrupt = waiting_error
-                self._wait_all()
-        except BaseException:
+                self._wait_after_interrupt()
+        except BaseException as abandoning:
             # Abandoning the block: it must not leave its scope on this thread.
             with self._mutex:
                 self._state = GroupState.CLOSED
             self.cancel_scope.__exit__(None, None, None)
-            raise
+            if interrupt is None or not isinstance(abandoning, KeyboardInterrupt):
+                raise
+            # A second Ctrl-C: report the first one alone, not one inside the other.
+            if interrupt is exc:
+                return False
+            raise interrupt from None
         with self._mutex:
             self._state = GroupState.CLOSED
             failures = list(self._failures)
@@ -390,14 +398,25 @@ class TaskGroup:
                 raise
         return self.cancel_scope.__exit__(exc_type, exc, tb)
 
-    def _wait_all(self) -> None:
+    def _wait_all(self, deadline: float | None = None) -> bool:
         """Wait, not cancellably, until every task (even ones spawned late) has ended.
 
-        The group is CLOSED from then on.
+        The group is CLOSED from then on. Returns False if ``deadline`` came first.
         """
-        self._all_done.wait_until(
-            current_record(), self, "wait for tasks", self._close_if_done_locked, None, False
+        return self._all_done.wait_until(
+            current_record(), self, "wait for tasks", self._close_if_done_locked, deadline, False
         )
+
+    def _wait_after_interrupt(self) -> None:
+        """The wait after a Ctrl-C cancelled the tasks: say what it waits for if the
+        tasks do not end at once (blocked outside threadkit, they cannot see it)."""
+        if self._wait_all(monotonic() + INTERRUPT_GRACE):
+            return
+        running = [w for w in workers() if getattr(w._job, "_group", None) is self]
+        say_still_running(
+            f"in {self.name}", running, "task", "press Ctrl-C again to stop waiting for them"
+        )
+        self._wait_all()
 
     def _close_if_done_locked(self) -> bool:
         """Close the group if no task runs; the caller holds ``_mutex``.

@@ -27,7 +27,7 @@ import os
 import sys
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from time import monotonic
 from types import TracebackType
 from typing import Any
@@ -46,6 +46,7 @@ from ._core import (
     enter_root,
     install_interrupts,
     interruptible,
+    raise_owed_interrupt,
     record_for,
     register_current,
     set_foreign_record_hook,
@@ -828,10 +829,18 @@ def _shutdown() -> None:
     """Wait for every non-daemon threadkit thread, as the interpreter does at exit.
 
     Called by the interpreter itself when threadkit stands in for ``threading`` in
-    ``sys.modules``, and through ``atexit`` otherwise; a second call does nothing new.
+    ``sys.modules``, and through ``atexit`` otherwise (or both: the second call does
+    nothing). A first Ctrl-C while it waits cancels those threads and waits on; if
+    they do not end at once (blocked outside threadkit), one line on stderr says
+    which, and a second Ctrl-C stops the wait: the process then exits without them.
     """
-    global _shutting_down
-    _shutting_down = True
+    global _shutting_down, _shutdown_started
+    if _shutdown_started:
+        return
+    _shutdown_started = _shutting_down = True
+    # A Ctrl-C that came during the program's last threadkit call is still owed:
+    # nothing after this would raise it.
+    raise_owed_interrupt()
     # The main thread is ending. Also when the thread found to be the main one at
     # import was not (before 3.13, threadkit first imported in another thread): it
     # was not started by threadkit, and exit must not wait for it.
@@ -841,23 +850,87 @@ def _shutdown() -> None:
             del _active[_main_thread._ident]
         woken = _main_thread._done.take_all_locked()
     wake(woken)
+    _run_atexit_calls()
+    try:
+        _join_non_daemon(None)
+    except KeyboardInterrupt:
+        pending = _non_daemon()
+        for thread in pending:
+            thread.cancel()
+        if _join_non_daemon(monotonic() + INTERRUPT_GRACE):
+            return
+        say_still_running(
+            "at exit", _non_daemon(), "thread", "press Ctrl-C again to exit without them"
+        )
+        try:
+            _join_non_daemon(None)
+        except KeyboardInterrupt:
+            return
+
+
+#: How long a first Ctrl-C waits for what it cancelled before saying what it waits for.
+INTERRUPT_GRACE = 0.25
+_shutdown_started = False
+
+
+@interruptible
+def _run_atexit_calls() -> None:
+    """The functions given to ``_register_atexit``, last first (the program's code)."""
     while _atexit_calls:
         _atexit_calls.pop()()
+
+
+def _non_daemon() -> list[Thread]:
     me = get_ident()
+    with _mutex:
+        return [
+            t
+            for t in [*_active.values(), *_starting]
+            if not t._daemonic and t._ident != me and not isinstance(t, _DummyThread)
+        ]
+
+
+def _join_non_daemon(deadline: float | None) -> bool:
+    """Wait for the non-daemon threads until ``deadline``; True if none is left."""
     while True:
-        with _mutex:
-            pending = [
-                t
-                for t in [*_active.values(), *_starting]
-                if not t._daemonic and t._ident != me and not isinstance(t, _DummyThread)
-            ]
+        pending = _non_daemon()
         if not pending:
-            return
+            return True
         for thread in pending:
+            timeout = None if deadline is None else max(deadline - monotonic(), 0)
             try:
-                thread._wait_stopped(None, cancellable=False)
+                if not thread._wait_stopped(timeout, cancellable=False):
+                    return False
             except RuntimeError:
                 pass  # its start() failed: there is nothing to wait for
+
+
+def describe_running(threads: Iterable[Thread]) -> str:
+    """``name (what it is doing), ...`` for a line about threads that still run."""
+    parts = []
+    for thread in threads:
+        rec = record_for(thread._ident) if thread._ident is not None else None
+        node = None if rec is None else rec.waiting
+        doing = "blocked outside threadkit" if node is None else f"waiting in {node.operation}"
+        parts.append(f"{thread.name} ({doing})")
+    return ", ".join(parts)
+
+
+def say_still_running(when: str, threads: Sequence[Thread], noun: str, then: str) -> None:
+    """The one line a first Ctrl-C prints when what it cancelled does not end at once."""
+    stderr = sys.stderr
+    if stderr is None or not threads:
+        return
+    plural = "s" if len(threads) > 1 else ""
+    try:
+        print(
+            f"threadkit: KeyboardInterrupt {when}: waiting for {len(threads)} cancelled "
+            f"{noun}{plural} to end: {describe_running(threads)}; {then}",
+            file=stderr,
+            flush=True,
+        )
+    except (OSError, ValueError):
+        pass  # stderr closed: nobody to tell
 
 
 atexit.register(_shutdown)
@@ -865,11 +938,11 @@ atexit.register(_shutdown)
 
 def _after_fork() -> None:
     """In a forked child: the forking thread is the only one, and it is the main one."""
-    global _main_thread, _shutting_down
+    global _main_thread, _shutting_down, _shutdown_started
     after_fork_in_child()
     set_main_thread(get_ident())
     _mutex._at_fork_reinit()
-    _shutting_down = False
+    _shutting_down = _shutdown_started = False
     ident = get_ident()
     current: Thread | None = _active.get(ident)
     for thread in [*_active.values(), *_starting]:

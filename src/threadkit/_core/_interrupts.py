@@ -31,19 +31,24 @@ checked on the way into or out of a call.
 
 Delivering what is owed
 -----------------------
-CPython runs a handler once per burst of signals, and running our own SIGINT handler
-again from inside itself would recurse. So an owed interrupt is delivered by a
-second, private signal (a *nudge*, SIGURG where the platform has it and the program
-does not use it): a watchdog thread, woken by the deferral, sends it to the main
-thread every few hundred microseconds (backing off to 20 ms) until the debt is paid.
-The nudge's handler raises KeyboardInterrupt once the main thread is outside
-protected code. Being a real signal, it also interrupts a blocking C call the
-program entered right after the threadkit call (``time.sleep``, a socket read),
-which a flag checked at the next bytecode could not do. Only SIGINT's handler ever
-raises for a fresh Ctrl-C and only the nudge's for an owed one, so an interrupt is
-delivered exactly once; both run in the main thread, so the debt needs no lock. Where
-there is no nudge signal, the watchdog asks CPython to run SIGINT's handler again
-(``_thread.interrupt_main``) instead.
+CPython runs a handler once per burst of signals, and a signal a handler sends to
+its own thread is handled, and used up, before the handler returns. So an owed
+interrupt is delivered by a second, private signal (a *nudge*, SIGURG where the
+platform has it and the program does not use it), sent from outside: a watchdog
+thread, woken by the deferral, sends it to the main thread (then again after
+200 us, backing off to 20 ms) until the debt is paid. The nudge's handler raises
+KeyboardInterrupt once the main thread is outside protected code (or, if the program
+has replaced SIGINT's handler meanwhile, hands the Ctrl-C to that handler). Being a
+real signal, it also interrupts a blocking C call the program entered right after
+the threadkit call (``time.sleep``, a socket read), which a flag tested at the next
+bytecode could not do. On a build with the GIL the watchdog must first get the GIL,
+so an owed interrupt comes out within one switch interval (5 ms by default) of the
+end of the protected code; without the GIL, within about 0.2 ms. Only SIGINT's
+handler ever raises for a fresh Ctrl-C and only the nudge's for an owed one, so an
+interrupt is delivered exactly once; both run in the main thread, so the debt needs
+no lock. Where there is no nudge signal, the watchdog asks CPython to run SIGINT's
+handler again (``_thread.interrupt_main``) instead. An interrupt still owed when the
+program ends is raised by threadkit's exit handler.
 
 When it is installed
 --------------------
@@ -71,10 +76,12 @@ from typing import Any, TypeVar
 
 __all__ = [
     "block",
+    "decided",
     "install",
     "installed",
     "interruptible",
     "owed",
+    "raise_owed",
     "reset_after_fork",
     "set_main_thread",
 ]
@@ -97,12 +104,16 @@ _verdicts: dict[CodeType, bool | None] = {}
 _owed = 0
 #: None until ``install()`` decided; then True if our SIGINT handler went in.
 _installed: bool | None = None
+#: ``[True]`` once ``install()`` decided: the one test the hot callers make.
+decided = [False]
 _main_ident: int | None = None
 #: Held by the live watchdog thread, if any (so there is at most one).
 _watching = _thread.allocate_lock()
 #: Released to wake the watchdog at once when an interrupt is deferred.
 _kick = _thread.allocate_lock()
 _kick.acquire()
+#: Set by the watchdog when, lacking a nudge signal, it re-runs SIGINT's handler.
+_retripped = False
 #: The signal that delivers an owed interrupt, once set up (0: none, -1: not tried).
 _nudge_signal = -1
 _FIRST_NUDGE = 200e-6
@@ -143,23 +154,39 @@ def _protected(frame: FrameType | None) -> bool:
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     """SIGINT's handler: Python's default, deferred while threadkit's code runs."""
-    global _owed
+    global _owed, _retripped
     if _protected(frame):
         _owed = 1
         _start_watchdog()
         return
+    if _retripped and not _owed:
+        # Only without a nudge signal: a re-run the watchdog asked for just after
+        # the owed interrupt was raised, not a new Ctrl-C.
+        _retripped = False
+        return
     # A fresh Ctrl-C outside threadkit. One still owed from a moment ago is the
     # same burst: raise once.
     _owed = 0
+    _retripped = False
     _default_handler(signum, frame)
 
 
 def _on_nudge(signum: int, frame: FrameType | None) -> None:
     """The nudge's handler: raise the owed KeyboardInterrupt once it is safe."""
     global _owed
-    if _owed and not _protected(frame):
-        _owed = 0
+    if not _owed or _protected(frame):
+        return
+    handler = signal.getsignal(signal.SIGINT)
+    # Nothing that checks for signals between clearing the debt and raising: a
+    # SIGINT handled in between (inside this handler, so deferred) would owe a
+    # second interrupt for the same burst.
+    _owed = 0
+    if handler is _on_sigint:
         raise KeyboardInterrupt
+    # The program changed SIGINT's handler since the Ctrl-C arrived: the Ctrl-C is
+    # its new handler's now, as if it had arrived at this instant.
+    if callable(handler):
+        handler(signal.SIGINT, frame)
 
 
 def _setup_nudge() -> None:
@@ -179,46 +206,57 @@ def _setup_nudge() -> None:
 
 
 def _start_watchdog() -> None:
-    if _nudge_signal == -1:
-        _setup_nudge()
-    if _watching.acquire(False):
-        try:
-            _thread.start_new_thread(_watch, ())
-        except BaseException:
-            _watching.release()
-            raise
-    else:
-        try:
-            _kick.release()
-        except RuntimeError:
-            pass  # already kicked
+    """Make sure a watchdog delivers what is owed. Never raises: it runs in the
+    SIGINT handler, which must raise KeyboardInterrupt or nothing."""
+    try:
+        if _nudge_signal == -1:
+            _setup_nudge()
+        if _watching.acquire(False):
+            try:
+                _thread.start_new_thread(_watch, ())
+            except BaseException:
+                # Out of threads: the debt is paid by the next Ctrl-C, or at exit.
+                _watching.release()
+        else:
+            try:
+                _kick.release()
+            except RuntimeError:
+                pass  # already kicked
+    except Exception:  # pragma: no cover - the signal module refused
+        pass
 
 
-def _nudge() -> None:
+def _nudge() -> bool:
+    """Send the main thread one nudge; False if nothing can deliver the debt."""
+    global _retripped
     sig = _nudge_signal
     main = _main_ident
     if sig and main is not None and signal.getsignal(sig) is _on_nudge:
         signal.pthread_kill(main, sig)
-    elif signal.getsignal(signal.SIGINT) is _on_sigint:
+        return True
+    if signal.getsignal(signal.SIGINT) is _on_sigint:
+        _retripped = True
         _thread.interrupt_main(signal.SIGINT)
+        return True
+    return False
 
 
 def _watch() -> None:
     """Nudge the main thread until the interrupt it owes has been raised."""
     delay = _FIRST_NUDGE
-    try:
-        while True:
-            while _owed:
-                _nudge()
+    while True:
+        try:
+            while _owed and _nudge():
                 _kick.acquire(True, delay)
                 delay = min(delay * 2, _LAST_NUDGE)
+        except BaseException:  # pragma: no cover - the main thread is gone (teardown)
+            pass
+        finally:
             _watching.release()
-            # A deferral that came after the check above found the watchdog still
-            # held: carry on for it rather than leave it undelivered.
-            if not _owed or not _watching.acquire(False):
-                return
-    except BaseException:  # pragma: no cover - interpreter teardown
-        return
+        # A deferral that came after the check above found the watchdog still
+        # held: carry on for it rather than leave it undelivered.
+        if not _owed or not _watching.acquire(False):
+            return
 
 
 def install() -> None:
@@ -230,6 +268,7 @@ def install() -> None:
     global _installed
     if _installed is not None or _thread.get_ident() != _main_ident:
         return
+    decided[0] = True
     try:
         if signal.getsignal(signal.SIGINT) is _default_handler:
             signal.signal(signal.SIGINT, _on_sigint)
@@ -246,8 +285,16 @@ def installed() -> bool:
 
 
 def owed() -> bool:
-    """True while a deferred KeyboardInterrupt waits to be raised (for tests)."""
+    """True while a deferred KeyboardInterrupt waits to be raised."""
     return bool(_owed)
+
+
+def raise_owed() -> None:
+    """Raise the owed KeyboardInterrupt now (at exit, where no later check comes)."""
+    global _owed
+    if _owed and installed():
+        _owed = 0
+        raise KeyboardInterrupt
 
 
 def set_main_thread(ident: int) -> None:

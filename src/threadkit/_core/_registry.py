@@ -40,8 +40,6 @@ import _thread
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from ._interrupts import install as _install_interrupts
-
 if TYPE_CHECKING:
     from ._cancel import CancelScope, TaskScopes
     from ._waitqueue import Waiter
@@ -159,9 +157,6 @@ def current_record() -> ThreadRecord:
         _sentinel_refs[ident] = weakref.ref(sentinel, _drop_foreign(ident, rec))
     if _on_foreign_record is not None:
         _on_foreign_record(rec)
-    # The main thread's first wait in threadkit: from here on a Ctrl-C must not
-    # split threadkit's bookkeeping (a no-op in other threads and after the first).
-    _install_interrupts()
     return rec
 
 

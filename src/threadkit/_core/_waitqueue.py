@@ -54,7 +54,7 @@ from time import monotonic
 from typing import Any
 
 from ._cancel import Cancelled, armed, cancel_source, effective_deadline
-from ._interrupts import block
+from ._interrupts import block, decided, install
 from ._registry import ThreadRecord
 
 __all__ = ["WaitQueue", "WaitState", "Waiter", "wake", "wake_one"]
@@ -289,6 +289,8 @@ class WaitQueue:
         and raised after the call that waited returns.
         """
         rec = node.record
+        if not decided[0]:
+            install()  # the main thread's first wait: take SIGINT (see _interrupts)
         try:
             parker = rec.parker
             while node.state is WAITING:
