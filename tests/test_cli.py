@@ -128,3 +128,13 @@ def test_chain_floor_rejects_yield_without_pool() -> None:
     out = run(str(ROOT / "benchmarks" / "chain_floor.py"), "--yield", timeout=60)
     assert out.returncode == 2
     assert "--yield needs --pool" in out.stderr
+
+
+def test_interrupts_benchmark_smoke() -> None:
+    # Its baseline comes from git history: against HEAD here, to prove it runs.
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    script = str(ROOT / "benchmarks" / "bench_interrupts.py")
+    out = run(script, "--quick", "--baseline-rev", "HEAD", timeout=110)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Event ping-pong" in out.stdout
