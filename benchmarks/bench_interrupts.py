@@ -116,6 +116,10 @@ def make_cases(mod: Any) -> dict[str, Callable[[int], float]]:
         with rlock:
             pass
 
+    def with_cond() -> None:
+        with cond:
+            pass
+
     def with_cond_notify() -> None:
         with cond:
             cond.notify()
@@ -128,6 +132,7 @@ def make_cases(mod: Any) -> dict[str, Callable[[int], float]]:
         "with lock: pass": lambda n: _unrolled(with_lock, n),
         "with rlock: pass": lambda n: _unrolled(with_rlock, n),
         "Event.set(), no waiter": lambda n: _unrolled(ev.set, n),
+        "with cond: pass": lambda n: _unrolled(with_cond, n),
         "with cond: cond.notify()": lambda n: _unrolled(with_cond_notify, n),
         "with semaphore: pass": lambda n: _unrolled(with_sem, n),
         "Event ping-pong, per round trip": lambda n: ping_pong(mod, n // 100),

@@ -19,6 +19,7 @@ Fairness, stated per primitive:
 from __future__ import annotations
 
 import _thread
+import functools
 import re
 import sys
 import warnings
@@ -362,17 +363,16 @@ class Condition:
                 setattr(self, name, method)
         self._queue = WaitQueue()
         self._waiters = self._queue.waiters
-        if not isinstance(lock, _LockBase):
-            self._foreign = True
-
-    #: True over a lock that is not threadkit's: its acquire may block outside the
-    #: core, so it is called from a frame open to Ctrl-C (as in ``threading``).
-    _foreign = False
+        # A lock that is not threadkit's may block outside the core: it is entered
+        # from a frame open to Ctrl-C (as in ``threading``), not from ``__enter__``.
+        self._enter: Callable[[], Any] = (
+            lock.__enter__
+            if isinstance(lock, Lock | RLock)
+            else functools.partial(_enter_foreign, lock)
+        )
 
     def __enter__(self) -> bool:
-        if self._foreign:
-            return _enter_foreign(self._lock)
-        return bool(self._lock.__enter__())
+        return bool(self._enter())
 
     def __exit__(self, *args: object) -> Any:
         return self._lock.__exit__(*args)
