@@ -280,6 +280,21 @@ class TestRealSignal:
             assert cond._is_owned()
             assert len(cond._waiters) == 0
 
+    def test_condition_entering_a_foreign_lock(self) -> None:
+        # Waiting for a lock that is not threadkit's happens outside the core: Ctrl-C
+        # must still interrupt it, as it does with threading.
+        lock = threading.Lock()
+        cond = threadkit.Condition(lock)
+        enter = threadkit.Condition.__enter__.__code__
+
+        def in_enter() -> bool:
+            frame = sys._current_frames().get(_MAIN)
+            return frame is not None and frame.f_code is enter
+
+        with lock:
+            _interrupt(in_enter, cond.__enter__)
+        assert not lock.locked()
+
     def test_interrupted_condition_waiter_passes_its_turn(self) -> None:
         cond = threadkit.Condition(threadkit.Lock())
 

@@ -19,7 +19,6 @@ Fairness, stated per primitive:
 from __future__ import annotations
 
 import _thread
-import functools
 import re
 import sys
 import warnings
@@ -363,16 +362,14 @@ class Condition:
                 setattr(self, name, method)
         self._queue = WaitQueue()
         self._waiters = self._queue.waiters
-        # A lock that is not threadkit's may block outside the core: it is entered
-        # from a frame open to Ctrl-C (as in ``threading``), not from ``__enter__``.
-        self._enter: Callable[[], Any] = (
-            lock.__enter__
-            if isinstance(lock, Lock | RLock)
-            else functools.partial(_enter_foreign, lock)
-        )
 
-    def __enter__(self) -> bool:
-        return bool(self._enter())
+    # Open to Ctrl-C, so that waiting for a lock that is not threadkit's can be
+    # interrupted, as in ``threading``. Over threadkit's own locks that opens no
+    # window: ``acquire`` is protected, and CPython checks for signals neither when
+    # a Python function returns nor before ``with`` enters its block.
+    @interruptible
+    def __enter__(self) -> Any:
+        return self._lock.__enter__()
 
     def __exit__(self, *args: object) -> Any:
         return self._lock.__exit__(*args)
@@ -512,12 +509,6 @@ class Condition:
             stacklevel=2,
         )
         self.notify_all()
-
-
-@interruptible
-def _enter_foreign(lock: Any) -> bool:
-    """Enter a lock threadkit does not own, where Ctrl-C may interrupt its wait."""
-    return bool(lock.__enter__())
 
 
 class Semaphore:
