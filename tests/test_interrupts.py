@@ -471,13 +471,29 @@ def _busy_in_threadkit() -> bool:
 
 
 def _left_held(mutex: Any) -> bool:
-    """True if ``mutex`` is held and nobody is going to release it."""
-    deadline = time.monotonic() + 0.3
-    while mutex.locked():
-        if not _busy_in_threadkit() or time.monotonic() > deadline:
-            return True
+    """True if ``mutex`` is held and nobody is going to release it.
+
+    Internal mutexes are held for microseconds: one seen held at every look over
+    0.3 s while no other thread runs threadkit code is left held. (Without the GIL
+    another thread can take it between two looks: any look that finds it free, or
+    finds another thread in threadkit, clears it.)
+    """
+    start = time.monotonic()
+    deadline = start + 0.3
+    while time.monotonic() < deadline:
+        if not mutex.locked():
+            return False
+        if _busy_in_threadkit():
+            deadline = min(max(deadline, time.monotonic() + 0.05), start + 2)
         time.sleep(0.0005)
-    return False
+    return bool(mutex.locked())
+
+
+def _release_left(mutex: Any) -> None:
+    try:
+        mutex.release()
+    except RuntimeError:
+        pass  # its holder let go after all
 
 
 def _resume(bg: _Background, limit: float = 3.0) -> str | None:
@@ -485,15 +501,21 @@ def _resume(bg: _Background, limit: float = 3.0) -> str | None:
     (its node WAITING), 'signalled but never unparked', or 'stuck'."""
     rec = bg.rec
     assert rec is not None
-    node = rec.waiting
-    if node is not None and _parked(rec, node.resource):
-        return "parked"
     deadline = time.monotonic() + limit
-    since = None
+    since = parked_since = None
     polls = 0
     while bg.thread.is_alive():
         node = rec.waiting
         now = time.monotonic()
+        # Parked with its node WAITING for a while, not just for an instant: a
+        # woken waiter that lost the lock to a barger, or is about to take it,
+        # queues a fresh node for a moment (seen without the GIL).
+        if node is not None and node.state is WAITING and _blocked(rec, node.resource):
+            parked_since = now if parked_since is None else parked_since
+            if now - parked_since > 0.3:
+                return "parked"
+        else:
+            parked_since = None
         if (
             node is not None
             and node.state is not WAITING
@@ -679,7 +701,7 @@ class Scenario:
         for mname, mutex in {**self.mutexes(), **_module_mutexes()}.items():
             if _left_held(mutex):
                 self.problem(MUTEX, f"{mname} left held")
-                mutex.release()
+                _release_left(mutex)
         rec = self.rec
         if rec.waiting is not None:
             self.problem(RECORD, f"current_record().waiting is {rec.waiting!r}")

@@ -433,9 +433,11 @@ class Condition:
         """Best knowledge of whether the calling thread holds the lock right now."""
         lock = self._lock
         if isinstance(lock, Lock):
-            # Lock.release clears the owner just before the C release; an
-            # interruption in between leaves it locked with no owner, and still ours.
-            return lock.locked() and lock._owner in (_get_ident(), None)
+            # Exactly the owner: another thread that has just taken the C lock and
+            # not yet written ``_owner`` leaves it None, which must not read as ours.
+            # (Between Lock.release clearing the owner and releasing the C lock no
+            # Ctrl-C can land: that is protected code.)
+            return lock.locked() and lock._owner == _get_ident()
         if isinstance(lock, RLock) or hasattr(lock, "_recursion_count"):
             return bool(lock._is_owned())
         locked = getattr(lock, "locked", None)
