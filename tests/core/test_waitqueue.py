@@ -107,7 +107,9 @@ class TestWaitQueue:
         out: list[object] = []
         mine = q.add(_core.current_record(), res, "wait")
         t = self._park_in_thread(q, res, None, out)
-        wait_until_parked(res, 1)
+        # Both nodes queued: `mine` counts as parked on `res` already, and the
+        # registry shows a node a moment before it is in the queue.
+        wait_until(lambda: len(q) == 2)
         assert q.unpark(1) == 1  # reaches `mine`, the oldest
         assert q.abandon(mine) is True  # ... which gives up: the signal moves on
         t.join()
