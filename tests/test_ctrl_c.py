@@ -333,3 +333,36 @@ def test_first_ctrl_c_at_exit_says_which_threads_it_waits_for() -> None:
     assert "server (blocked outside threadkit)" in line, line
     assert delay < 5, f"the second Ctrl-C took {delay:.1f}s"
     assert "During handling" not in rest, rest
+
+
+def test_ctrl_c_that_ends_the_main_thread_says_which_threads_exit_waits_for() -> None:
+    """The first Ctrl-C ends the main thread, but exit must wait for a non-daemon
+    thread blocked outside threadkit: say so at once, and let the second one exit."""
+    code = """
+        import _thread, socket, threading, threadkit
+        from threadkit import _core
+
+        MAIN = _thread.get_ident()
+        a, b = socket.socketpair()
+        started = threading.Event()
+
+        def serve():
+            started.set()
+            a.recv(10)
+
+        def announce():
+            started.wait()
+            while True:
+                node = getattr(_core.record_for(MAIN), "waiting", None)
+                if node is not None and node.operation == "wait":
+                    print("ready", flush=True)
+                    return
+                threading.Event().wait(0.001)
+
+        threading.Thread(target=announce, daemon=True).start()
+        threadkit.Thread(target=serve, name="server").start()
+        threadkit.Event().wait()
+    """
+    line, rest, delay = _two_ctrl_c(code, "ready")
+    assert "at exit" in line and "server (blocked outside threadkit)" in line, line
+    assert delay < 5, f"the second Ctrl-C took {delay:.1f}s"

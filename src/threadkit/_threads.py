@@ -830,9 +830,10 @@ def _shutdown() -> None:
 
     Called by the interpreter itself when threadkit stands in for ``threading`` in
     ``sys.modules``, and through ``atexit`` otherwise (or both: the second call does
-    nothing). A first Ctrl-C while it waits cancels those threads and waits on; if
-    they do not end at once (blocked outside threadkit), one line on stderr says
-    which, and a second Ctrl-C stops the wait: the process then exits without them.
+    nothing). After a first Ctrl-C (one that ended the main thread, or one while it
+    waits here), it cancels those threads; if they do not end at once (blocked
+    outside threadkit), one line on stderr says which, and a further Ctrl-C stops the
+    wait: the process then exits without them.
     """
     global _shutting_down, _shutdown_started
     if _shutdown_started:
@@ -852,20 +853,36 @@ def _shutdown() -> None:
     wake(woken)
     _run_atexit_calls()
     try:
-        _join_non_daemon(None)
+        if _ended_by_ctrl_c():
+            # The first Ctrl-C ended the main thread, and non-daemon threads are
+            # still to be waited for: that Ctrl-C could not end the program at once.
+            _after_ctrl_c_at_exit()
+        else:
+            _join_non_daemon(None)
     except KeyboardInterrupt:
-        pending = _non_daemon()
-        for thread in pending:
+        _after_ctrl_c_at_exit()
+
+
+def _ended_by_ctrl_c() -> bool:
+    """True if the main thread ended with an uncaught KeyboardInterrupt."""
+    last = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    return isinstance(last, KeyboardInterrupt)
+
+
+def _after_ctrl_c_at_exit() -> None:
+    """Cancel the non-daemon threads; if they do not end at once, say which are left
+    and wait on until they end or a (further) Ctrl-C gives up on them."""
+    try:
+        for thread in _non_daemon():
             thread.cancel()
         if _join_non_daemon(monotonic() + INTERRUPT_GRACE):
             return
         say_still_running(
             "at exit", _non_daemon(), "thread", "press Ctrl-C again to exit without them"
         )
-        try:
-            _join_non_daemon(None)
-        except KeyboardInterrupt:
-            return
+        _join_non_daemon(None)
+    except KeyboardInterrupt:
+        return
 
 
 #: How long a first Ctrl-C waits for what it cancelled before saying what it waits for.
