@@ -363,6 +363,6 @@ def test_ctrl_c_that_ends_the_main_thread_says_which_threads_exit_waits_for() ->
         threadkit.Thread(target=serve, name="server").start()
         threadkit.Event().wait()
     """
-    line, rest, delay = _two_ctrl_c(code, "ready")
+    line, _, delay = _two_ctrl_c(code, "ready")
     assert "at exit" in line and "server (blocked outside threadkit)" in line, line
     assert delay < 5, f"the second Ctrl-C took {delay:.1f}s"
