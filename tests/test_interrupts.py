@@ -657,11 +657,12 @@ class Scenario:
         self.other = other = _Background(fn)
         deadline = time.monotonic() + 10
         while not _blocked(other.rec, resource):
-            if not other.thread.is_alive() and isinstance(other.exc, threadkit.BrokenBarrierError):
+            alive = other.thread.is_alive()  # once: it may end between two reads
+            if not alive and isinstance(other.exc, threadkit.BrokenBarrierError):
                 return  # the main thread's Ctrl-C broke the barrier first
             if self.ended.is_set() and _parked_anywhere(other.rec):
                 return  # the main thread's call ended first: it waits behind that
-            if not other.thread.is_alive() or time.monotonic() > deadline:
+            if not alive or time.monotonic() > deadline:
                 self.problem(HARNESS, f"second waiter did not park: {other.exc!r}")
                 return
             time.sleep(0.0002)
