@@ -150,16 +150,44 @@ print("ignored", threadkit._core._interrupts.owed())
     assert "handled [2]" in out.stdout and "ignored False" in out.stdout, out
 
 
-def test_interrupt_still_owed_at_exit_is_raised() -> None:
+def test_interrupt_still_owed_at_exit_ends_the_program_as_a_ctrl_c() -> None:
+    """Owed by the program's last call: not lost at exit, and, like a Ctrl-C that
+    ended the main thread, it cancels the non-daemon threads instead of waiting."""
     code = (
         INJECT
         + """
+def worker():
+    try:
+        threadkit.Event().wait()
+    except threadkit.Cancelled:
+        print("worker cancelled", flush=True)
+        raise
+
+threadkit.Thread(target=worker).start()
 ev = threadkit.Event()
 ctrl_c_inside(ev.set)  # the program's last call; the interrupt is owed
 """
     )
     out = run_child(code)
     assert "KeyboardInterrupt" in out.stderr, out
+    assert "worker cancelled" in out.stdout, out
+
+
+def test_a_ctrl_c_handled_earlier_does_not_cancel_threads_at_a_normal_exit() -> None:
+    """sys.last_exc keeps a KeyboardInterrupt a REPL or a runner showed and handled."""
+    code = """
+        import code, sys, threadkit
+        code.InteractiveInterpreter().runsource("raise KeyboardInterrupt")  # shown, kept
+        assert isinstance(getattr(sys, "last_exc", sys.last_value), KeyboardInterrupt)
+
+        def writer():
+            threadkit.sleep(0.2)
+            print("writer done", flush=True)
+
+        threadkit.Thread(target=writer).start()
+    """
+    out = run_child(code)
+    assert "writer done" in out.stdout and out.returncode == 0, out
 
 
 def test_threadkit_leaves_a_programs_own_handler_alone() -> None:

@@ -19,6 +19,7 @@ Fairness, stated per primitive:
 from __future__ import annotations
 
 import _thread
+import functools
 import re
 import sys
 import warnings
@@ -362,14 +363,20 @@ class Condition:
                 setattr(self, name, method)
         self._queue = WaitQueue()
         self._waiters = self._queue.waiters
+        # A lock that is not threadkit's may wait outside the core: it is entered
+        # from a frame open to Ctrl-C (as in ``threading``). threadkit's own are
+        # entered from this protected frame, so that no Ctrl-C lands between their
+        # acquire and the ``with`` block (CPython checks for signals after a call
+        # returns when the call is not inlined: under a profiler, a debugger, or a
+        # PEP 523 frame evaluator).
+        self._enter: Callable[[], Any] = (
+            lock.__enter__
+            if isinstance(lock, Lock | RLock)
+            else functools.partial(_enter_foreign, lock)
+        )
 
-    # Open to Ctrl-C, so that waiting for a lock that is not threadkit's can be
-    # interrupted, as in ``threading``. Over threadkit's own locks that opens no
-    # window: ``acquire`` is protected, and CPython checks for signals neither when
-    # a Python function returns nor before ``with`` enters its block.
-    @interruptible
     def __enter__(self) -> Any:
-        return self._lock.__enter__()
+        return self._enter()
 
     def __exit__(self, *args: object) -> Any:
         return self._lock.__exit__(*args)
@@ -511,6 +518,12 @@ class Condition:
             stacklevel=2,
         )
         self.notify_all()
+
+
+@interruptible
+def _enter_foreign(lock: Any) -> Any:
+    """Enter a lock threadkit does not own, where Ctrl-C may interrupt its wait."""
+    return lock.__enter__()
 
 
 class Semaphore:

@@ -341,7 +341,7 @@ class TaskGroup:
         try:
             try:
                 if interrupt is not None:
-                    self._wait_after_interrupt()
+                    self._wait_after_interrupt(interrupt)
                 else:
                     self._wait_all()
             except BaseException as waiting_error:
@@ -352,7 +352,7 @@ class TaskGroup:
                 if interrupt is not None:
                     raise
                 interrupt = waiting_error
-                self._wait_after_interrupt()
+                self._wait_after_interrupt(interrupt)
         except BaseException as abandoning:
             # Abandoning the block: it must not leave its scope on this thread.
             with self._mutex:
@@ -407,14 +407,19 @@ class TaskGroup:
             current_record(), self, "wait for tasks", self._close_if_done_locked, deadline, False
         )
 
-    def _wait_after_interrupt(self) -> None:
-        """The wait after a Ctrl-C cancelled the tasks: say what it waits for if the
-        tasks do not end at once (blocked outside threadkit, they cannot see it)."""
+    def _wait_after_interrupt(self, interrupt: BaseException) -> None:
+        """The wait after a Ctrl-C (or SystemExit) cancelled the tasks: say what it
+        waits for if they do not end at once (blocked outside threadkit, they cannot
+        see the cancellation)."""
         if self._wait_all(monotonic() + INTERRUPT_GRACE):
             return
         running = [w for w in workers() if getattr(w._job, "_group", None) is self]
         say_still_running(
-            f"in {self.name}", running, "task", "press Ctrl-C again to stop waiting for them"
+            f"in {self.name}",
+            running,
+            "task",
+            "press Ctrl-C again to stop waiting for them",
+            type(interrupt).__name__,
         )
         self._wait_all()
 

@@ -46,12 +46,12 @@ from ._core import (
     enter_root,
     install_interrupts,
     interruptible,
-    raise_owed_interrupt,
     record_for,
     register_current,
     set_foreign_record_hook,
     set_main_thread,
     set_namer,
+    take_owed_interrupt,
     unregister_current,
     wake,
 )
@@ -839,9 +839,14 @@ def _shutdown() -> None:
     if _shutdown_started:
         return
     _shutdown_started = _shutting_down = True
-    # A Ctrl-C that came during the program's last threadkit call is still owed:
-    # nothing after this would raise it.
-    raise_owed_interrupt()
+    # A Ctrl-C that came during the program's last threadkit call and is still owed
+    # (nothing after this would raise it) ended the program as much as one raised.
+    owed = take_owed_interrupt()
+    if owed and sys.stderr is not None:
+        try:
+            print("KeyboardInterrupt", file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
     # The main thread is ending. Also when the thread found to be the main one at
     # import was not (before 3.13, threadkit first imported in another thread): it
     # was not started by threadkit, and exit must not wait for it.
@@ -853,7 +858,7 @@ def _shutdown() -> None:
     wake(woken)
     _run_atexit_calls()
     try:
-        if _ended_by_ctrl_c():
+        if owed or _ended_by_ctrl_c():
             # The first Ctrl-C ended the main thread, and non-daemon threads are
             # still to be waited for: that Ctrl-C could not end the program at once.
             _after_ctrl_c_at_exit()
@@ -864,23 +869,37 @@ def _shutdown() -> None:
 
 
 def _ended_by_ctrl_c() -> bool:
-    """True if the main thread ended with an uncaught KeyboardInterrupt."""
+    """True if the main thread ended with an uncaught KeyboardInterrupt.
+
+    The interpreter keeps the exception that ended ``__main__`` as ``sys.last_exc``
+    (``last_value`` before 3.12); one a REPL or a test runner showed and handled
+    earlier is kept there too, so it must also have come out of ``__main__``'s
+    module code, and an interactive session never counts.
+    """
+    if sys.flags.interactive:
+        return False
     last = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
-    return isinstance(last, KeyboardInterrupt)
+    if not isinstance(last, KeyboardInterrupt):
+        return False
+    tb = last.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _after_ctrl_c_at_exit() -> None:
     """Cancel the non-daemon threads; if they do not end at once, say which are left
     and wait on until they end or a (further) Ctrl-C gives up on them."""
     try:
-        for thread in _non_daemon():
-            thread.cancel()
-        if _join_non_daemon(monotonic() + INTERRUPT_GRACE):
+        if _join_non_daemon(monotonic() + INTERRUPT_GRACE, cancel=True):
             return
         say_still_running(
             "at exit", _non_daemon(), "thread", "press Ctrl-C again to exit without them"
         )
-        _join_non_daemon(None)
+        _join_non_daemon(None, cancel=True)
     except KeyboardInterrupt:
         return
 
@@ -907,12 +926,18 @@ def _non_daemon() -> list[Thread]:
         ]
 
 
-def _join_non_daemon(deadline: float | None) -> bool:
-    """Wait for the non-daemon threads until ``deadline``; True if none is left."""
+def _join_non_daemon(deadline: float | None, cancel: bool = False) -> bool:
+    """Wait for the non-daemon threads until ``deadline``; True if none is left.
+
+    With ``cancel``, each is cancelled first, also one started meanwhile.
+    """
     while True:
         pending = _non_daemon()
         if not pending:
             return True
+        if cancel:
+            for thread in pending:
+                thread.cancel()
         for thread in pending:
             timeout = None if deadline is None else max(deadline - monotonic(), 0)
             try:
@@ -933,15 +958,22 @@ def describe_running(threads: Iterable[Thread]) -> str:
     return ", ".join(parts)
 
 
-def say_still_running(when: str, threads: Sequence[Thread], noun: str, then: str) -> None:
-    """The one line a first Ctrl-C prints when what it cancelled does not end at once."""
+def say_still_running(
+    when: str,
+    threads: Sequence[Thread],
+    noun: str,
+    then: str,
+    what: str = "KeyboardInterrupt",
+) -> None:
+    """The one line a first Ctrl-C (or ``what``) prints when what it cancelled does
+    not end at once."""
     stderr = sys.stderr
     if stderr is None or not threads:
         return
     plural = "s" if len(threads) > 1 else ""
     try:
         print(
-            f"threadkit: KeyboardInterrupt {when}: waiting for {len(threads)} cancelled "
+            f"threadkit: {what} {when}: waiting for {len(threads)} cancelled "
             f"{noun}{plural} to end: {describe_running(threads)}; {then}",
             file=stderr,
             flush=True,

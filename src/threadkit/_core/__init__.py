@@ -29,8 +29,8 @@ from ._cancel import reset_after_fork as _reset_cancel_after_fork
 from ._interrupts import block as _block
 from ._interrupts import install as install_interrupts
 from ._interrupts import interruptible, set_main_thread
-from ._interrupts import raise_owed as raise_owed_interrupt
 from ._interrupts import reset_after_fork as _reset_interrupts_after_fork
+from ._interrupts import take_owed as take_owed_interrupt
 from ._registry import (
     ThreadRecord,
     current_record,
@@ -77,7 +77,7 @@ __all__ = [
     "install_interrupts",
     "interruptible",
     "move_on_after",
-    "raise_owed_interrupt",
+    "take_owed_interrupt",
     "move_on_at",
     "on_armed",
     "scopes_of",

@@ -36,19 +36,22 @@ its own thread is handled, and used up, before the handler returns. So an owed
 interrupt is delivered by a second, private signal (a *nudge*, SIGURG where the
 platform has it and the program does not use it), sent from outside: a watchdog
 thread, woken by the deferral, sends it to the main thread (then again after
-200 us, backing off to 20 ms) until the debt is paid. The nudge's handler raises
+200 us, backing off to 2 ms) until the debt is paid. The nudge's handler raises
 KeyboardInterrupt once the main thread is outside protected code (or, if the program
 has replaced SIGINT's handler meanwhile, hands the Ctrl-C to that handler). Being a
 real signal, it also interrupts a blocking C call the program entered right after
 the threadkit call (``time.sleep``, a socket read), which a flag tested at the next
-bytecode could not do. On a build with the GIL the watchdog must first get the GIL,
-so an owed interrupt comes out within one switch interval (5 ms by default) of the
-end of the protected code; without the GIL, within about 0.2 ms. Only SIGINT's
+bytecode could not do. A nudge that lands in protected code again is spent, and the
+next one waits its turn: so an owed interrupt usually comes out within a few
+milliseconds, but in a program that spends nearly all its time inside threadkit calls
+it can take tens of milliseconds (each nudge must hit the program's own code); with
+the GIL each nudge also waits for the watchdog to get it (up to one switch interval,
+5 ms). Only SIGINT's
 handler ever raises for a fresh Ctrl-C and only the nudge's for an owed one, so an
 interrupt is delivered exactly once; both run in the main thread, so the debt needs
 no lock. Where there is no nudge signal, the watchdog asks CPython to run SIGINT's
 handler again (``_thread.interrupt_main``) instead. An interrupt still owed when the
-program ends is raised by threadkit's exit handler.
+program ends is taken by threadkit's exit handler as a Ctrl-C that ended the program.
 
 When it is installed
 --------------------
@@ -81,7 +84,7 @@ __all__ = [
     "installed",
     "interruptible",
     "owed",
-    "raise_owed",
+    "take_owed",
     "reset_after_fork",
     "set_main_thread",
 ]
@@ -117,7 +120,7 @@ _retripped = False
 #: The signal that delivers an owed interrupt, once set up (0: none, -1: not tried).
 _nudge_signal = -1
 _FIRST_NUDGE = 200e-6
-_LAST_NUDGE = 0.02
+_LAST_NUDGE = 0.002
 
 
 def interruptible(fn: F) -> F:
@@ -289,12 +292,14 @@ def owed() -> bool:
     return bool(_owed)
 
 
-def raise_owed() -> None:
-    """Raise the owed KeyboardInterrupt now (at exit, where no later check comes)."""
+def take_owed() -> bool:
+    """Clear an owed KeyboardInterrupt and return True if there was one (at exit,
+    where no later signal check comes to raise it)."""
     global _owed
     if _owed and installed():
         _owed = 0
-        raise KeyboardInterrupt
+        return True
+    return False
 
 
 def set_main_thread(ident: int) -> None:

@@ -363,7 +363,8 @@ class WaitQueue:
                         return True
                     node = self.add_locked(record, resource, operation)
                 if self.park(node, deadline, _noop, cancellable) is TIMED_OUT:
-                    return bool(ready())
+                    with self.mutex:  # ready() may change state: as above, under it
+                        return bool(ready())
         except BaseException:
             self.cancel_wait(record, _noop)
             raise
