@@ -62,9 +62,13 @@ threadkit.Thread(target=int).start()  # threadkit takes SIGINT from here
 """
 
 
+#: A child that hangs dumps every thread's stack and exits, so the failure says where.
+DUMP_ON_HANG = "import faulthandler; faulthandler.dump_traceback_later(40, exit=True)\n"
+
+
 def run_child(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-c", DUMP_ON_HANG + textwrap.dedent(code)],
         capture_output=True,
         text=True,
         timeout=timeout,
