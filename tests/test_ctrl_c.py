@@ -256,6 +256,28 @@ class _Lines:
                 return line
 
 
+#: For a child: ``announce_when(started, operation, word)`` prints ``word`` once
+#: ``started`` is passed and the main thread waits in threadkit's ``operation``.
+ANNOUNCE = """
+import _thread, threading
+from threadkit import _core
+
+MAIN = _thread.get_ident()
+
+def _announce(started, operation, word):
+    started.wait()
+    while True:
+        node = getattr(_core.record_for(MAIN), "waiting", None)
+        if node is not None and node.operation == operation:
+            print(word, flush=True)
+            return
+        threading.Event().wait(0.001)
+
+def announce_when(started, operation, word):
+    threading.Thread(target=_announce, args=(started, operation, word), daemon=True).start()
+"""
+
+
 def _two_ctrl_c(code: str, ready: str) -> tuple[str, str, float]:
     """Start ``code``; once it prints ``ready``, Ctrl-C; once it says what it waits
     for, Ctrl-C again. Return the line, the rest of stderr, and the second's delay.
@@ -267,7 +289,7 @@ def _two_ctrl_c(code: str, ready: str) -> tuple[str, str, float]:
     would press again.
     """
     proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-c", code],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -298,11 +320,9 @@ def _two_ctrl_c(code: str, ready: str) -> tuple[str, str, float]:
 
 
 def test_first_ctrl_c_in_a_task_group_says_what_it_waits_for() -> None:
-    code = """
-        import _thread, socket, threading, threadkit
-        from threadkit import _core
-
-        MAIN = _thread.get_ident()
+    code = ANNOUNCE + textwrap.dedent(
+        """
+        import socket, threading, threadkit
         pairs = [socket.socketpair() for _ in range(2)]
         started = threading.Barrier(3)
 
@@ -310,21 +330,13 @@ def test_first_ctrl_c_in_a_task_group_says_what_it_waits_for() -> None:
             started.wait()
             return sock.recv(10)  # blocked outside threadkit: cannot see a cancel
 
-        def announce():
-            started.wait()
-            while True:
-                node = getattr(_core.record_for(MAIN), "waiting", None)
-                if node is not None and node.operation == "wait":
-                    print("ready", flush=True)
-                    return
-                threading.Event().wait(0.001)
-
-        threading.Thread(target=announce, daemon=True).start()
+        announce_when(started, "wait", "ready")
         with threadkit.TaskGroup(name="crawl") as tg:
             for i, (a, b) in enumerate(pairs):
                 tg.spawn(fetch, a, name=f"fetch-{i}")
             threadkit.Event().wait()
     """
+    )
     line, rest, delay = _two_ctrl_c(code, "ready")
     assert "in crawl" in line and "2 cancelled tasks" in line, line
     assert "fetch-0 (blocked outside threadkit)" in line, line
@@ -336,11 +348,9 @@ def test_first_ctrl_c_in_a_task_group_says_what_it_waits_for() -> None:
 
 
 def test_first_ctrl_c_at_exit_says_which_threads_it_waits_for() -> None:
-    code = """
-        import _thread, socket, threading, threadkit
-        from threadkit import _core
-
-        MAIN = _thread.get_ident()
+    code = ANNOUNCE + textwrap.dedent(
+        """
+        import socket, threading, threadkit
         a, b = socket.socketpair()
         started = threading.Event()
 
@@ -348,18 +358,10 @@ def test_first_ctrl_c_at_exit_says_which_threads_it_waits_for() -> None:
             started.set()
             a.recv(10)  # blocked outside threadkit: cannot see a cancel
 
-        def announce():
-            started.wait()
-            while True:
-                node = getattr(_core.record_for(MAIN), "waiting", None)
-                if node is not None and node.operation == "join":
-                    print("exiting", flush=True)
-                    return
-                threading.Event().wait(0.001)
-
-        threading.Thread(target=announce, daemon=True).start()
+        announce_when(started, "join", "exiting")
         threadkit.Thread(target=serve, name="server").start()
     """
+    )
     line, rest, delay = _two_ctrl_c(code, "exiting")
     assert "at exit" in line and "1 cancelled thread " in line, line
     assert "server (blocked outside threadkit)" in line, line
@@ -370,11 +372,9 @@ def test_first_ctrl_c_at_exit_says_which_threads_it_waits_for() -> None:
 def test_ctrl_c_that_ends_the_main_thread_says_which_threads_exit_waits_for() -> None:
     """The first Ctrl-C ends the main thread, but exit must wait for a non-daemon
     thread blocked outside threadkit: say so at once, and let the second one exit."""
-    code = """
-        import _thread, socket, threading, threadkit
-        from threadkit import _core
-
-        MAIN = _thread.get_ident()
+    code = ANNOUNCE + textwrap.dedent(
+        """
+        import socket, threading, threadkit
         a, b = socket.socketpair()
         started = threading.Event()
 
@@ -382,19 +382,11 @@ def test_ctrl_c_that_ends_the_main_thread_says_which_threads_exit_waits_for() ->
             started.set()
             a.recv(10)
 
-        def announce():
-            started.wait()
-            while True:
-                node = getattr(_core.record_for(MAIN), "waiting", None)
-                if node is not None and node.operation == "wait":
-                    print("ready", flush=True)
-                    return
-                threading.Event().wait(0.001)
-
-        threading.Thread(target=announce, daemon=True).start()
+        announce_when(started, "wait", "ready")
         threadkit.Thread(target=serve, name="server").start()
         threadkit.Event().wait()
     """
+    )
     line, _, delay = _two_ctrl_c(code, "ready")
     assert "at exit" in line and "server (blocked outside threadkit)" in line, line
     assert delay < 5, f"the second Ctrl-C took {delay:.1f}s"

@@ -65,7 +65,6 @@ def _parked(rec: _core.ThreadRecord | None, resource: object) -> bool:
 
 _PKG_DIR = os.path.dirname(os.path.abspath(threadkit.__file__)) + os.sep
 _PARK_CODE = WaitQueue.park.__code__
-_BLOCK_CODE = _core._interrupts.block.__code__
 
 
 def _parked_anywhere(rec: _core.ThreadRecord | None) -> bool:
@@ -76,7 +75,7 @@ def _parked_anywhere(rec: _core.ThreadRecord | None) -> bool:
 def _in_park_acquire(ident: int) -> bool:
     """True if thread ``ident`` is blocked in (or just back from) the parker's acquire."""
     frame = sys._current_frames().get(ident)
-    if frame is not None and frame.f_code is _BLOCK_CODE:
+    if frame is not None and frame.f_code in _core.PARK_CODES and frame.f_code is not _PARK_CODE:
         return True
     return (
         frame is not None

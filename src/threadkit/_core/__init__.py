@@ -6,6 +6,7 @@ package uses only the names exported here. This package imports nothing above it
 
 from __future__ import annotations
 
+from . import _waitqueue
 from ._cancel import (
     Cancelled,
     CancelScope,
@@ -110,7 +111,9 @@ __all__ = [
 
 #: The code of the frames a parked thread blocks in (for test helpers and benchmarks
 #: that must tell "parked" from "about to park").
-PARK_CODES = frozenset({_block.__code__, WaitQueue.park.__code__})
+PARK_CODES = frozenset(
+    {_block.__code__, _waitqueue._block_protected.__code__, WaitQueue.park.__code__}
+)
 
 
 def waiting_on(resource: object) -> list[ThreadRecord]:

@@ -291,6 +291,7 @@ class WaitQueue:
         rec = node.record
         if not decided[0]:
             install()  # the main thread's first wait: take SIGINT (see _interrupts)
+        sleep = block if interruptible else _block_protected
         try:
             parker = rec.parker
             while node.state is WAITING:
@@ -306,18 +307,11 @@ class WaitQueue:
                 else:
                     wake_at = deadline
                 if wake_at == _INF:
-                    if interruptible:
-                        block(parker, None)
-                    else:
-                        parker.acquire()
+                    sleep(parker, None)
                     continue
                 remaining = wake_at - monotonic()
                 if remaining > 0:
-                    remaining = min(remaining, TIMEOUT_MAX)
-                    if interruptible:
-                        block(parker, remaining)
-                    else:
-                        parker.acquire(True, remaining)
+                    sleep(parker, min(remaining, TIMEOUT_MAX))
                 elif deadline is not None and deadline <= wake_at:
                     # The call's own timeout: threading's meaning, a False return.
                     with self.mutex:
@@ -449,6 +443,13 @@ class WaitQueue:
         if successor is not None:
             node.next = None
             wake_one(successor)
+
+
+def _block_protected(parker: Any, timeout: float | None) -> bool:
+    """``block``'s twin for a wait that Ctrl-C must not end (protected code)."""
+    if timeout is None:
+        return bool(parker.acquire())
+    return bool(parker.acquire(True, timeout))
 
 
 def _noop() -> None:
