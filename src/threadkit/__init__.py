@@ -59,13 +59,31 @@ from ._threads import (
 )
 
 # Importable but outside __all__, as in threading: the deprecated camelCase aliases,
-# and what the interpreter's exit handling (_shutdown) and concurrent.futures
-# (_register_atexit) call when threadkit stands in for threading in sys.modules.
+# what the interpreter's exit handling (_shutdown) and concurrent.futures
+# (_register_atexit) call when threadkit stands in for threading in sys.modules, and
+# the private names that libraries and CPython's own tests read (_active, _limbo,
+# _dangling; _PyRLock, with _CRLock None: threadkit's RLock is written in Python).
 from ._threads import __excepthook__ as __excepthook__
+from ._threads import _active as _active
+from ._threads import _DummyThread as _DummyThread
+from ._threads import _limbo as _limbo
+from ._threads import _MainThread as _MainThread
 from ._threads import _register_atexit as _register_atexit
 from ._threads import _shutdown as _shutdown
 from ._threads import activeCount as activeCount
 from ._threads import currentThread as currentThread
+
+_PyRLock = RLock
+_CRLock = None
+
+
+def __getattr__(name: str) -> object:
+    if name == "_dangling":
+        from ._threads import _dangling_threads
+
+        return _dangling_threads()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __version__ = "0.1.0.dev0"
 

@@ -57,7 +57,23 @@ _get_ident = _thread.get_ident
 
 
 def _waiting_suffix(count: int) -> str:
-    return f", {count} waiting" if count else ""
+    return f" waiting={count}" if count else ""
+
+
+def _class_name(obj: object) -> str:
+    """``threadkit.Lock`` for our own classes, ``module.Class`` for a subclass."""
+    cls = type(obj)
+    module = cls.__module__
+    if module.startswith("threadkit."):
+        module = "threadkit"
+    return f"{module}.{cls.__qualname__}"
+
+
+def _lock_repr(obj: object, locked: bool, details: str) -> str:
+    """The ``threading`` layout of a lock's repr, which CPython's own tests match:
+    ``<locked threadkit.Lock object owner=... at 0x...>``."""
+    state = "locked" if locked else "unlocked"
+    return f"<{state} {_class_name(obj)} object {details}at {id(obj):#x}>"
 
 
 def _validate_acquire(blocking: bool, timeout: float) -> None:
@@ -200,6 +216,18 @@ class Lock(_LockBase):
         """Return True if the lock is held."""
         return bool(self._lock.locked())
 
+    # The legacy names of the C lock's methods, which ``threading.Lock`` keeps.
+    acquire_lock = acquire
+    release_lock = release
+    locked_lock = locked
+
+    if sys.version_info >= (3, 13):
+
+        def __init_subclass__(cls, **kwargs: object) -> None:
+            # As ``threading.Lock`` from 3.13 on: a subclass would not be called
+            # by code that takes the fast path through the C lock.
+            raise TypeError("type 'threadkit.Lock' is not an acceptable base type")
+
     # The Condition protocol: a plain lock is "owned" whenever it is held.
     def _release_save(self) -> None:
         self.release()
@@ -226,10 +254,9 @@ class Lock(_LockBase):
 
     def __repr__(self) -> str:
         if self._lock.locked():
-            state = f"locked by {thread_label(self._owner)}"
-        else:
-            state = "unlocked"
-        return f"<threadkit.Lock {state}{_waiting_suffix(len(self._waiters))}>"
+            details = f"owner={thread_label(self._owner)}{_waiting_suffix(len(self._waiters))} "
+            return _lock_repr(self, True, details)
+        return _lock_repr(self, False, "")
 
 
 _RLOCK_REPR = re.compile(r"owner=(\d+) count=(\d+)")
@@ -244,12 +271,22 @@ class RLock(_LockBase):
     __slots__ = ()
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        if (args or kwargs) and sys.version_info >= (3, 13):
-            warnings.warn(
-                "Passing arguments to RLock is deprecated and will be removed in 3.15",
-                DeprecationWarning,
-                stacklevel=2,
-            )
+        if args or kwargs:
+            if sys.version_info >= (3, 15):
+                if args:
+                    raise TypeError(
+                        f"RLock() takes 0 positional arguments but {len(args)} "
+                        f"{'was' if len(args) == 1 else 'were'} given"
+                    )
+                raise TypeError(
+                    f"RLock() got an unexpected keyword argument {next(iter(kwargs))!r}"
+                )
+            if sys.version_info >= (3, 13):
+                warnings.warn(
+                    "Passing arguments to RLock is deprecated and will be removed in 3.15",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
         # The C RLock keeps owner and count, so the uncontended path runs in C.
         self._lock = _thread.RLock()
         self._queue = WaitQueue()
@@ -287,6 +324,10 @@ class RLock(_LockBase):
         self._lock.release()
         if self._waiters and not self._lock._is_owned():
             self._queue.unpark(1)
+
+    def locked(self) -> bool:
+        """Return True if the lock is held (by any thread)."""
+        return self._parse()[1] > 0
 
     def _is_owned(self) -> bool:
         return bool(self._lock._is_owned())
@@ -332,10 +373,11 @@ class RLock(_LockBase):
     def __repr__(self) -> str:
         owner, count = self._parse()
         if count:
-            state = f"locked by {thread_label(owner)}, count {count}"
-        else:
-            state = "unlocked"
-        return f"<threadkit.RLock {state}{_waiting_suffix(len(self._waiters))}>"
+            details = (
+                f"owner={thread_label(owner)} count={count}{_waiting_suffix(len(self._waiters))} "
+            )
+            return _lock_repr(self, True, details)
+        return _lock_repr(self, False, "owner=None count=0 ")
 
 
 class _LockLike(Protocol):
@@ -355,6 +397,8 @@ class Condition:
         self._lock = lock
         self.acquire: Callable[..., bool] = lock.acquire
         self.release: Callable[[], None] = lock.release
+        if hasattr(lock, "locked"):
+            self.locked: Callable[[], bool] = lock.locked
         # Take the lock's own protocol when it has one (our locks and the stdlib's
         # RLock do); otherwise fall back to the plain-lock methods below.
         for name in ("_release_save", "_acquire_restore", "_is_owned"):
@@ -382,7 +426,7 @@ class Condition:
         return self._lock.__exit__(*args)
 
     def __repr__(self) -> str:
-        return f"<threadkit.Condition({self._lock!r}){_waiting_suffix(len(self._waiters))}>"
+        return f"<{_class_name(self)}({self._lock!r}, {len(self._waiters)})>"
 
     def _release_save(self) -> Any:
         self._lock.release()
@@ -617,7 +661,7 @@ class Semaphore:
 
     def __repr__(self) -> str:
         return (
-            f"<threadkit.{type(self).__name__} value={self._value}"
+            f"<{_class_name(self)} at {id(self):#x}: value={self._value}"
             f"{_waiting_suffix(len(self._queue))}>"
         )
 
@@ -651,7 +695,7 @@ class BoundedSemaphore(Semaphore):
 
     def __repr__(self) -> str:
         return (
-            f"<threadkit.BoundedSemaphore value={self._value}/{self._initial_value}"
+            f"<{_class_name(self)} at {id(self):#x}: value={self._value}/{self._initial_value}"
             f"{_waiting_suffix(len(self._queue))}>"
         )
 
@@ -720,7 +764,7 @@ class Event:
 
     def __repr__(self) -> str:
         state = "set" if self._flag else "unset"
-        return f"<threadkit.Event {state}{_waiting_suffix(len(self._queue))}>"
+        return f"<{_class_name(self)} at {id(self):#x}: {state}{_waiting_suffix(len(self._queue))}>"
 
 
 class BrokenBarrierError(RuntimeError):
@@ -760,8 +804,8 @@ class Barrier:
 
     def __repr__(self) -> str:
         if self._broken:
-            return "<threadkit.Barrier broken>"
-        return f"<threadkit.Barrier waiters={self.n_waiting}/{self._parties}>"
+            return f"<{_class_name(self)} at {id(self):#x}: broken>"
+        return f"<{_class_name(self)} at {id(self):#x}: waiters={self.n_waiting}/{self._parties}>"
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait until all parties have arrived; return this thread's arrival index.

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import _thread
 import atexit
+import builtins
+import contextvars
 import enum
 import functools
 import itertools
@@ -82,6 +84,12 @@ __all__ = [
 ]
 
 _start_new_thread = _thread.start_new_thread
+#: 3.13+: what joining a running thread raises once the interpreter is finalizing.
+_FinalizationError: type[Exception] | None = getattr(builtins, "PythonFinalizationError", None)
+_set_os_thread_name: Callable[[str], None] | None = getattr(_thread, "set_name", None)
+#: ``sys.flags.thread_inherit_context`` (3.14+): new threads run in a copy of the
+#: starter's context instead of an empty one.
+_INHERIT_CONTEXT = bool(getattr(sys.flags, "thread_inherit_context", False))
 get_ident = _thread.get_ident
 get_native_id = _thread.get_native_id
 stack_size = _thread.stack_size
@@ -171,13 +179,31 @@ _mutex: Any = _thread.allocate_lock()
 #: Live threads by ident: threadkit's own, the main thread, and dummies for the rest.
 _active: dict[int, Thread] = {}
 #: Threads inside ``start()`` that are not in ``_active`` yet (no ident): a fork or
-#: the exit must not miss them.
-_starting: set[Thread] = set()
+#: the exit must not miss them. (A dict, as ``threading._limbo`` is.)
+_limbo: dict[Thread, Thread] = {}
+
 _counter = itertools.count(1)
 _trace_hook: Any = None
 _profile_hook: Any = None
 _shutting_down = False
 _atexit_calls: list[Callable[[], object]] = []
+
+
+def _clear_frames(tb: TracebackType | None) -> None:
+    """Drop the local variables of the finished frames in ``tb``.
+
+    The traceback kept for ``result()`` would otherwise keep alive everything the
+    thread's code used, often through a cycle back to the Thread (its target is a
+    method of an object that holds the Thread); ``threading`` keeps no exception, and
+    drops its target and arguments, so that nothing outlives the thread. The
+    traceback still shows every line.
+    """
+    while tb is not None:
+        try:
+            tb.tb_frame.clear()
+        except RuntimeError:
+            pass  # a frame still running (the one that caught the exception)
+        tb = tb.tb_next
 
 
 def _newname(template: str = "Thread-%d") -> str:
@@ -231,7 +257,12 @@ class Thread:
         kwargs: Mapping[str, Any] | None = None,
         *,
         daemon: bool | None = None,
+        context: contextvars.Context | None = None,
     ) -> None:
+        """As ``threading.Thread``. ``context``: the ``contextvars.Context`` that
+        ``run()`` runs in; by default a copy of the starter's if
+        ``sys.flags.thread_inherit_context`` is set (3.14+, on by default on the
+        free-threaded builds), otherwise an empty one, as ``threading`` does."""
         assert group is None, "group argument must be None for now"
         if kwargs is None:
             kwargs = {}
@@ -264,6 +295,7 @@ class Thread:
         self._stderr = sys.stderr
         #: The outermost cancel scope of the thread: what ``cancel()`` cancels.
         self._root_scope = CancelScope()
+        self._context = context
         self._initialized = True
 
     def __repr__(self) -> str:
@@ -293,12 +325,14 @@ class Thread:
             if _shutting_down and not self._daemonic and sys.is_finalizing():
                 raise RuntimeError("can't create new thread at interpreter shutdown")
             self._state = STARTED
-            _starting.add(self)
+            _limbo[self] = self
+            if self._context is None and _INHERIT_CONTEXT:
+                self._context = contextvars.copy_context()
         try:
             ident = _start_new_thread(self._bootstrap, ())
         except BaseException:
             with _mutex:
-                _starting.discard(self)
+                _limbo.pop(self, None)
                 self._state = INITIAL
                 # Whoever began to wait for the thread meanwhile (join, native_id)
                 # learns that it never started.
@@ -306,7 +340,7 @@ class Thread:
             wake(woken)
             raise
         with _mutex:
-            _starting.discard(self)
+            _limbo.pop(self, None)
             self._ident = ident
             if self._state is STARTED:
                 _active[ident] = self
@@ -344,26 +378,33 @@ class Thread:
         attach_scopes(rec, scopes)
         ident = get_ident()
         with _mutex:
-            _starting.discard(self)
+            _limbo.pop(self, None)
             self._ident = ident
             self._native_id = get_native_id()
             _active[ident] = self
             # Wake readers of native_id, who wait for the thread to run.
             woken = self._done.take_all_locked()
         wake(woken)
+        self._set_os_name()
         try:
             if _trace_hook is not None:
                 sys.settrace(_trace_hook)
             if _profile_hook is not None:
                 sys.setprofile(_profile_hook)
             try:
-                self._result = self.run()
+                context = self._context
+                if context is None:
+                    self._result = self.run()
+                else:
+                    self._context = None  # the thread's own from now on
+                    self._result = context.run(self.run)
             except BaseException as exc:
                 self._exception = exc
                 self._traceback = exc.__traceback__
                 # Ending because someone called cancel() is not a failure.
                 if not (isinstance(exc, Cancelled) and exc.scope is self._root_scope):
                     self._report(exc)
+                _clear_frames(self._traceback)
                 del exc
         finally:
             detach_scopes(rec, scopes)
@@ -374,6 +415,14 @@ class Thread:
                 woken = self._done.take_all_locked()
             wake(woken)
             unregister_current()
+
+    def _set_os_name(self) -> None:
+        """Name the OS thread after ``name`` (3.14+, where ``_thread`` can)."""
+        if _set_os_thread_name is not None and self._name:
+            try:
+                _set_os_thread_name(self._name)
+            except OSError:
+                pass
 
     def _scopes(self) -> list[CancelScope]:
         """The cancel scopes the new thread starts inside, outermost first."""
@@ -407,6 +456,10 @@ class Thread:
             checkpoint()
         if self._state is STOPPED:
             return True
+        if _FinalizationError is not None and sys.is_finalizing():
+            # The interpreter no longer runs other threads' Python code: the
+            # thread cannot end, and the wait would never return (as 3.14+).
+            raise _FinalizationError(f"cannot {what} thread at interpreter shutdown")
         deadline = None if timeout is None else monotonic() + max(timeout, 0)
         stopped = self._done.wait_until(
             current_record(), self, "join", self._not_running, deadline, cancellable
@@ -494,6 +547,8 @@ class Thread:
     def name(self, name: object) -> None:
         assert self._initialized, "Thread.__init__() not called"
         self._name = str(name)
+        if self._ident == get_ident():
+            self._set_os_name()
 
     @property
     def ident(self) -> int | None:
@@ -752,6 +807,18 @@ def enumerate() -> list[Thread]:
         return list(_active.values())
 
 
+def _dangling_threads() -> weakref.WeakSet[Thread]:
+    """What ``threading._dangling`` holds, for the test helpers that read it (CPython's
+    among them): here the live and starting threads, taken when asked.
+
+    ``threading`` keeps a WeakSet of every Thread ever created; its entries leave
+    through a weak-reference callback, which runs wherever a Thread happens to be
+    collected, and would swallow a Ctrl-C that lands inside it.
+    """
+    with _mutex:
+        return weakref.WeakSet([*_active.values(), *_limbo])
+
+
 def active_count() -> int:
     """Return the number of live threads, ``len(enumerate())``."""
     with _mutex:
@@ -850,10 +917,10 @@ def _shutdown() -> None:
     # The main thread is ending. Also when the thread found to be the main one at
     # import was not (before 3.13, threadkit first imported in another thread): it
     # was not started by threadkit, and exit must not wait for it.
+    # It stays in ``_active``, as in ``threading``: code that runs during the exit
+    # (``__del__`` methods, a trace function) still finds it as ``current_thread()``.
     with _mutex:
         _main_thread._state = STOPPED
-        if _main_thread._ident is not None and _active.get(_main_thread._ident) is _main_thread:
-            del _active[_main_thread._ident]
         woken = _main_thread._done.take_all_locked()
     wake(woken)
     _run_atexit_calls()
@@ -921,8 +988,8 @@ def _non_daemon() -> list[Thread]:
     with _mutex:
         return [
             t
-            for t in [*_active.values(), *_starting]
-            if not t._daemonic and t._ident != me and not isinstance(t, _DummyThread)
+            for t in [*_active.values(), *_limbo]
+            if not t._daemonic and t._ident != me and not isinstance(t, _DummyThread | _MainThread)
         ]
 
 
@@ -994,12 +1061,12 @@ def _after_fork() -> None:
     _shutting_down = _shutdown_started = False
     ident = get_ident()
     current: Thread | None = _active.get(ident)
-    for thread in [*_active.values(), *_starting]:
+    for thread in [*_active.values(), *_limbo]:
         if thread is not current:
             thread._state = STOPPED
         thread._done.waiters.clear()
     _active.clear()
-    _starting.clear()
+    _limbo.clear()
     _dummy_refs.clear()
     if current is None:
         current = _MainThread(ident, get_native_id())

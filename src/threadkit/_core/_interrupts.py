@@ -158,7 +158,14 @@ def _protected(frame: FrameType | None) -> bool:
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     """SIGINT's handler: Python's default, deferred while threadkit's code runs."""
     global _owed, _retripped
-    if _protected(frame):
+    try:
+        protected = _protected(frame)
+    except RecursionError:
+        # The program recurses at the limit (threadkit's own code never runs that
+        # deep): this Ctrl-C is the program's, and it must not turn into a
+        # RecursionError the program may catch.
+        protected = False
+    if protected:
         _owed = 1
         _start_watchdog()
         return

@@ -1,0 +1,205 @@
+"""CPython's own thread tests, run against threadkit.
+
+``test.lock_tests``, ``test.test_threading`` and ``test.test_threading_local`` come with
+the running interpreter (its ``test`` package); they are loaded here a second time with
+threadkit in the place of ``threading``, the way ``test_threading`` binds the shared
+``lock_tests`` to its own factories. Their subprocess tests start the child with
+threadkit standing in for ``threading`` too, so those test threadkit as well.
+
+A test that checks a CPython implementation detail a pure-Python module cannot have is
+skipped with its reason (the list is also in ``docs/coming-from-threading.md``). Where
+the interpreter has no ``test`` package, the whole module is skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import textwrap
+import types
+import unittest
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import threadkit
+
+# The start of every child program: threadkit is what `import threading` finds (and
+# only then: the child's own "is threading imported yet?" checks still hold). The
+# finder lives in a namespace of its own: one defined in the program's `__main__`
+# would keep `__main__`'s globals alive through `sys.meta_path` until too late in
+# the exit for their `__del__` methods to run.
+_FINDER = """
+import importlib.util, sys
+
+class ThreadkitStandIn:
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name == "threading":
+            return importlib.util.spec_from_loader(name, cls)
+        return None
+
+    @staticmethod
+    def create_module(spec):
+        import threadkit
+
+        ThreadkitStandIn.spec = threadkit.__spec__
+        return threadkit
+
+    @staticmethod
+    def exec_module(module):
+        module.__spec__ = ThreadkitStandIn.spec
+
+sys.meta_path.insert(0, ThreadkitStandIn)
+"""
+STAND_IN = f"exec({_FINDER!r}, {{'__name__': 'threadkit_stand_in'}})\n"
+
+
+def _child_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Arguments for a child interpreter, with the stand-in before its `-c` program."""
+    out = list(args)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "-c":
+            # 3.14+ dedents a -c program itself; do it first so the two can be joined.
+            out[i + 1] = STAND_IN + textwrap.dedent(out[i + 1])
+            break
+    return tuple(out)
+
+
+def _with_stand_in(run: Callable[..., Any]) -> Callable[..., Any]:
+    def child(*args: Any, **kwargs: Any) -> Any:
+        return run(*_child_args(args), **kwargs)
+
+    return child
+
+
+def _load(name: str, **bound: types.ModuleType) -> types.ModuleType | None:
+    """A fresh copy of ``test.<name>``, with threadkit as its ``threading``."""
+    try:
+        spec = importlib.util.find_spec(f"test.{name}")
+    except ImportError:
+        return None
+    if spec is None or spec.origin is None:
+        return None
+    spec = importlib.util.spec_from_file_location(f"threadkit_cpython_{name}", spec.origin)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    import test
+
+    swapped = {"threading": threadkit, **{f"test.{k}": v for k, v in bound.items()}}
+    saved = {key: sys.modules.get(key) for key in swapped}
+    saved_attrs = {k: getattr(test, k, None) for k in bound}
+    sys.modules.update(swapped)
+    for k, v in bound.items():
+        setattr(test, k, v)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                sys.modules.pop(key, None)
+            else:
+                sys.modules[key] = value
+        for k, v in saved_attrs.items():
+            if v is None:
+                delattr(test, k)
+            else:
+                setattr(test, k, v)
+    for helper in ("assert_python_ok", "assert_python_failure", "spawn_python"):
+        if hasattr(module, helper):
+            setattr(module, helper, _with_stand_in(getattr(module, helper)))
+    return module
+
+
+lock_tests = _load("lock_tests")
+if lock_tests is None:
+    pytest.skip("this interpreter has no test package", allow_module_level=True)
+test_threading = _load("test_threading", lock_tests=lock_tests)
+test_threading_local = _load("test_threading_local")
+
+
+# Tests of CPython implementation details that a pure-Python module cannot share, by
+# "Class.test": why. Kept in step with docs/coming-from-threading.md.
+IMPLEMENTATION_DETAILS = {
+    "ThreadTests.test_disallow_instantiation": (
+        "before 3.13, threading.Lock is a factory of the C type _thread.lock, which "
+        "cannot be instantiated itself; threadkit.Lock is a class"
+    ),
+    "ThreadTests.test_foreign_thread": (
+        "clears Thread._started, the Event inside CPython's Thread objects"
+    ),
+    "ThreadTests.test_limbo_cleanup": (
+        "replaces threading._start_new_thread / _start_joinable_thread, the C function "
+        "CPython's Thread.start calls"
+    ),
+    "ThreadTests.test_name": "replaces threading._counter, CPython's name counter",
+    "ThreadTests.test_tstate_lock": "reads Thread._tstate_lock (3.11, 3.12)",
+    "ThreadTests.test_shutdown_locks": "reads threading._shutdown_locks (3.11, 3.12)",
+    "ThreadTests.test_ident_of_no_threading_threads": (
+        "deletes the dummy of an ended foreign thread from threading._active, where "
+        "CPython before 3.13 leaves it for ever; threadkit removes it when the thread "
+        "ends, as 3.13 does"
+    ),
+    "EventTests.test_at_fork_reinit": (
+        "reads Event._cond, the Condition inside CPython's Event; threadkit's Event has none"
+    ),
+    "MiscTestCase.test__all__": (
+        "compares __all__ with the names whose __module__ is 'threading'; threadkit's "
+        "live in its own modules (tests/test_conformance.py checks the API instead)"
+    ),
+    "ThreadingExceptionTests.test_print_exception_gh_102056": (
+        "a Ctrl-C (interrupt_main) while the program recurses at the recursion limit: "
+        "threadkit's SIGINT handler is a Python function, which sometimes cannot be "
+        "called there, and then the program catches the RecursionError instead"
+    ),
+}
+
+
+def _skip_details(case: type) -> None:
+    for name in dir(case):
+        reason = IMPLEMENTATION_DETAILS.get(f"{case.__name__}.{name}")
+        if reason is not None:
+            setattr(
+                case,
+                name,
+                unittest.skip(f"CPython implementation detail: {reason}")(getattr(case, name)),
+            )
+
+
+@pytest.fixture(autouse=True)
+def _stdlib_excepthook_is_default() -> Iterator[None]:
+    """threadkit hands a thread's failure to ``threading.excepthook`` when the
+    program replaced that one and not threadkit's (pytest does); these tests take
+    threadkit for ``threading``, so the real one must not intercept."""
+    import threading
+
+    saved = threading.excepthook
+    threading.excepthook = threading.__excepthook__
+    try:
+        yield
+    finally:
+        threading.excepthook = saved
+
+
+def _cases(module: types.ModuleType | None, prefix: str) -> Iterator[tuple[str, type]]:
+    if module is None:
+        return
+    for name, value in vars(module).items():
+        if (
+            isinstance(value, type)
+            and issubclass(value, unittest.TestCase)
+            and value.__module__ == module.__name__
+        ):
+            yield f"{prefix}_{name}", value
+
+
+for _name, _case in _cases(test_threading, "Threading"):
+    _skip_details(_case)
+    globals()[_name] = _case
+del _name, _case
+
+if test_threading_local is not None:
+
+    class Local_ThreadkitLocalTest(unittest.TestCase, test_threading_local.BaseLocalTest):
+        _local = threadkit.local
