@@ -1,8 +1,8 @@
 """threadkit: Python's ``threading``, rebuilt on one parking core.
 
 ``import threadkit as threading`` runs existing threaded code unchanged: every public
-name of CPython 3.13's ``threading`` is here with the same signature, semantics and
-errors. On top of that, a thread keeps its outcome (``Thread.result()`` returns the
+name of CPython's ``threading`` (3.11 to 3.15) is here with the same signature,
+semantics and errors. On top of that, a thread keeps its outcome (``Thread.result()`` returns the
 target's return value or raises its exception), and cancel scopes with deadlines
 (``CancelScope``, ``move_on_after``, ``fail_after``, ``Thread.cancel()``) wake a thread
 out of every threadkit blocking call, and a ``TaskGroup`` runs tasks in threads that
@@ -26,6 +26,7 @@ from ._core import (
     move_on_at,
     sleep,
 )
+from ._iterators import concurrent_tee, serialize_iterator, synchronized_iterator
 from ._sync import (
     Barrier,
     BoundedSemaphore,
@@ -87,8 +88,8 @@ def __getattr__(name: str) -> object:
 
 __version__ = "0.1.0.dev0"
 
-# threading.__all__ of CPython 3.13, in its order; the camelCase aliases are
-# importable but, as in threading, not part of ``import *``.
+# threading.__all__ of CPython 3.15 (3.13's plus the iterator helpers), in its order;
+# the camelCase aliases are importable but, as in threading, not part of ``import *``.
 __all__ = [
     "get_ident",
     "active_count",
@@ -116,6 +117,9 @@ __all__ = [
     "get_native_id",
     "getprofile",
     "gettrace",
+    "serialize_iterator",
+    "synchronized_iterator",
+    "concurrent_tee",
     "setprofile_all_threads",
     "settrace_all_threads",
     # threadkit's own, beyond threading's:

@@ -56,6 +56,10 @@ _allocate_lock = _thread.allocate_lock
 _get_ident = _thread.get_ident
 
 
+#: Barrier(0)'s message: it changed in 3.14.
+_PARTIES_MESSAGE = "parties must be >= 1" if sys.version_info >= (3, 14) else "parties must be > 0"
+
+
 def _waiting_suffix(count: int) -> str:
     return f" waiting={count}" if count else ""
 
@@ -794,7 +798,7 @@ class Barrier:
         self, parties: int, action: Callable[[], object] | None = None, timeout: float | None = None
     ) -> None:
         if parties < 1:
-            raise ValueError("parties must be > 0")
+            raise ValueError(_PARTIES_MESSAGE)
         self._parties = parties
         self._action = action
         self._timeout = timeout

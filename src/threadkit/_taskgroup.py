@@ -258,6 +258,9 @@ class Task(Generic[T]):
             self._fn = self._context = None
             self._args = ()
             self._kwargs = {}
+            # The worker wears the task's name only while the task runs: whoever
+            # sees it ended must not find the worker still named after it.
+            worker._job = None
             group._task_ended(self)
 
     def lost(self, error: BaseException) -> None:

@@ -46,6 +46,7 @@ from ._core import (
     current_record,
     detach_scopes,
     enter_root,
+    forked_before_reset,
     install_interrupts,
     interruptible,
     record_for,
@@ -729,6 +730,8 @@ _dummy_refs: dict[int, weakref.ref[_DummySentinel]] = {}
 def _dummy_ended(thread: _DummyThread, _ref: object) -> None:
     if _mutex is None:
         return  # the interpreter is tearing this module down: nobody is left to tell
+    if forked_before_reset():
+        return  # a thread that did not survive a fork: _after_fork forgets it
     ident = thread._ident
     with _mutex:
         if ident is not None and _active.get(ident) is thread:

@@ -105,7 +105,10 @@ class Job(Protocol):
     name: str
 
     def run_in(self, worker: Worker, rec: ThreadRecord) -> None:
-        """Run the job in ``worker``'s thread, whose record is ``rec``. Never raises."""
+        """Run the job in ``worker``'s thread, whose record is ``rec``. Never raises.
+
+        Sets ``worker._job`` back to None before it makes the job's end known.
+        """
 
     def lost(self, error: BaseException) -> None:
         """End the job with ``error``: its thread vanished in a fork. Never raises."""
@@ -342,8 +345,7 @@ def _work(worker: Worker) -> None:
             if _getprofile() is not _threads._profile_hook:
                 sys.setprofile(_threads._profile_hook)
             worker._job = job
-            job.run_in(worker, rec)
-            worker._job = None
+            job.run_in(worker, rec)  # which sets worker._job back to None
             del job
             if rec.used_local or worker._retiring:
                 return

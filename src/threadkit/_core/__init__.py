@@ -35,6 +35,7 @@ from ._interrupts import take_owed as take_owed_interrupt
 from ._registry import (
     ThreadRecord,
     current_record,
+    forked_before_reset,
     record_for,
     records,
     register_current,
@@ -93,6 +94,7 @@ __all__ = [
     "WaitState",
     "Waiter",
     "after_fork_in_child",
+    "forked_before_reset",
     "current_record",
     "deadline_after",
     "record_for",
@@ -117,12 +119,22 @@ PARK_CODES = frozenset(
 
 
 def waiting_on(resource: object) -> list[ThreadRecord]:
-    """Return the records of the threads parked on ``resource`` right now."""
+    """Return the records of the threads waiting on ``resource`` right now: those
+    whose node is in a wait queue, so that a wake-up sent now reaches them.
+
+    A thread's record names its node a moment before the node is queued (so that
+    an interruption in between can find it); that moment does not count, which is
+    why each node is looked up in its queue, under the queue's mutex.
+    """
     found = []
     for rec in records():
         node = rec.waiting
-        if node is not None and node.resource is resource and node.state is WAITING:
-            found.append(rec)
+        if node is None or node.resource is not resource:
+            continue
+        queue = node.queue
+        with queue.mutex:
+            if node.state is WAITING and node in queue.waiters:
+                found.append(rec)
     return found
 
 

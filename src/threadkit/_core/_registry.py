@@ -37,6 +37,7 @@ own local storage holds.
 from __future__ import annotations
 
 import _thread
+import os
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,7 @@ __all__ = [
     "register_current",
     "unregister_current",
     "reset_after_fork",
+    "forked_before_reset",
     "set_foreign_record_hook",
     "set_namer",
     "thread_label",
@@ -130,8 +132,27 @@ _records: dict[int, ThreadRecord] = {}
 _sentinel_refs: dict[int, weakref.ref[_Sentinel]] = {}
 
 
+#: The process these records belong to (see ``forked_before_reset``).
+_pid = os.getpid()
+
+
+def forked_before_reset() -> bool:
+    """True in a child process before ``reset_after_fork`` has run.
+
+    CPython (3.13+, free-threaded builds especially) deletes the states of the
+    threads that did not survive a fork inside ``PyOS_AfterFork_Child``, before any
+    ``os.register_at_fork`` hook; that runs the weak-reference callbacks which say a
+    thread ended. A mutex held by another thread at the instant of the fork stays
+    held for ever in the child, so such a callback must not take one then: the
+    reset that follows throws the dead threads' records away anyway.
+    """
+    return os.getpid() != _pid
+
+
 def _drop_foreign(ident: int, rec: ThreadRecord) -> Any:
     def callback(_ref: object) -> None:
+        if forked_before_reset():
+            return
         with _mutex:
             if _records.get(ident) is rec:
                 del _records[ident]
@@ -229,8 +250,9 @@ def reset_after_fork() -> list[ThreadRecord]:
     gets a fresh parker, as its permit state is whatever the parent had); every other
     record is returned so the caller can take the dead threads out of wait queues.
     """
-    global _mutex
+    global _mutex, _pid
     _mutex = _allocate_lock()
+    _pid = os.getpid()
     ident = _get_ident()
     me = getattr(_tls, "record", None)
     dead = [rec for key, rec in _records.items() if rec is not me]
