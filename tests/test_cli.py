@@ -72,8 +72,10 @@ def test_demo_deadline_cancels_slow_threads() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "cancelling them" in out.stdout
-    cancelled = re.findall(r"download-(\d) -> cancelled", out.stdout)
-    assert sorted(cancelled) == ["2", "4", "6"]
+    cancelled = set(re.findall(r"download-(\d) -> cancelled", out.stdout))
+    # 3 and 5 sleep 0.94 s and 0.95 s: on a loaded machine they may start late enough
+    # to be cancelled too; 1 (0.47 s) never is.
+    assert {"2", "4", "6"} <= cancelled <= {"2", "3", "4", "5", "6"}, out.stdout
 
 
 def test_demo_help_and_bad_arguments() -> None:
@@ -138,3 +140,11 @@ def test_interrupts_benchmark_smoke() -> None:
     out = run(script, "--quick", "--baseline-rev", "HEAD", timeout=110)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Event ping-pong" in out.stdout
+
+
+def test_freethreaded_benchmark_smoke() -> None:
+    # Not a timing test: every way runs, checks its results against the serial run,
+    # and the GIL state is reported.
+    out = run(str(ROOT / "benchmarks" / "bench_freethreaded.py"), "--quick", timeout=110)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "tg_map" in out.stdout and "sys._is_gil_enabled()" in out.stdout

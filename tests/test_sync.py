@@ -1656,3 +1656,22 @@ TestSemaphoreModel = SemaphoreModel.TestCase
 TestSemaphoreModel.settings = settings(
     max_examples=50, stateful_step_count=30, deadline=None, database=None
 )
+
+
+def test_conservation_stress_short_round() -> None:
+    """A short round of tests/ft_stress.py (CI runs it longer on the free-threaded
+    builds): locks exclusive and free at the end, no permit, item, arrival, hand-off
+    or task result lost, under timeouts and cancel scopes expiring mid-wait."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    out = subprocess.run(
+        [sys.executable, str(here / "ft_stress.py"), "0.3"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        env=dict(os.environ, PYTHONPATH=str(here.parent / "src")),
+    )
+    assert out.returncode == 0 and out.stdout.rstrip().endswith("OK"), out.stdout + out.stderr

@@ -1124,6 +1124,7 @@ EXIT_SCRIPT = """
 """
 
 FORK_PRELUDE = """
+    import faulthandler; faulthandler.dump_traceback_later(15, exit=True)  # a hang shows
     import os, sys, time, traceback, warnings
     import threadkit
     from threadkit import TaskGroup, _workers

@@ -896,7 +896,7 @@ class Barrier:
         """Run the action, then release ``gen``; a failing action breaks the barrier.
 
         The waiters of ``gen`` are marked while still queued and unparked one by
-        one in a ``finally`` (not as a chain, whose baton an interrupted waker could
+        one in a ``finally`` (not as a wake tree, whose baton an interrupted waker could
         drop), so an interruption during the release still releases them.
         """
         ok = False
@@ -914,7 +914,7 @@ class Barrier:
                     # and releases the whole queue itself.
                     nodes = list(gen.queue.waiters)
                     for node in nodes:
-                        node.next = None
+                        node.next = node.also = None
                         node.state = SIGNALLED
                     gen.queue.waiters.clear()
                     if ok:

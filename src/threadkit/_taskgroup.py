@@ -530,7 +530,7 @@ class TaskGroup:
         self.cancel_scope.cancel()
 
     def _task_ended(self, task: Task[Any]) -> None:
-        """Publish ``task``'s outcome, wake whoever waits for it, free its slot."""
+        """Publish ``task``'s outcome, free its slot, wake whoever waits for it."""
         with self._mutex:
             task._state = DONE
             queue = task._waiters
@@ -539,10 +539,12 @@ class TaskGroup:
             if not self._running:
                 last = self._all_done.take_all_locked()
                 woken = woken + last if woken else last
-        if woken:
-            wake(woken)
+        # The slot first: a waiter woken here often spawns next (map does), and
+        # must not find the slot still taken and park a second time.
         if self._slots is not None:
             self._slots.release()
+        if woken:
+            wake(woken)
 
 
 def _unique(errors: Iterable[BaseException]) -> list[BaseException]:

@@ -84,7 +84,24 @@ __all__ = [
     "stack_size",
 ]
 
-_start_new_thread = _thread.start_new_thread
+#: 3.13+: starts a thread and returns a handle whose ``join`` returns once the OS
+#: thread has exited (its thread state, ``threading.local`` values included, gone).
+_start_joinable: Any = getattr(_thread, "start_joinable_thread", None)
+
+
+def _start_new_thread(bootstrap: Callable[[], object], args: tuple[()]) -> tuple[int, Any]:
+    """Start an OS thread running ``bootstrap()``; return its ident, and the handle
+    that tells when it has exited (3.13+; None before, see ``_set_sentinel``)."""
+    if _start_joinable is not None:
+        # Daemon for the runtime: waiting for threads at exit is _shutdown's.
+        handle = _start_joinable(bootstrap, daemon=True)
+        return handle.ident, handle
+    return _thread.start_new_thread(bootstrap, args), None
+
+
+#: 3.11, 3.12: a lock, taken for the calling thread, that the interpreter releases
+#: once that thread's state is deleted.
+_set_sentinel: Any = getattr(_thread, "_set_sentinel", None)
 #: 3.13+: what joining a running thread raises once the interpreter is finalizing.
 _FinalizationError: type[Exception] | None = getattr(builtins, "PythonFinalizationError", None)
 _set_os_thread_name: Callable[[str], None] | None = getattr(_thread, "set_name", None)
@@ -297,6 +314,9 @@ class Thread:
         #: The outermost cancel scope of the thread: what ``cancel()`` cancels.
         self._root_scope = CancelScope()
         self._context = context
+        #: What says the OS thread has exited (a ``_thread`` handle, or a lock the
+        #: interpreter releases), or None: ``join`` waits for it after ``run()``.
+        self._os_handle: Any = None
         self._initialized = True
 
     def __repr__(self) -> str:
@@ -330,7 +350,9 @@ class Thread:
             if self._context is None and _INHERIT_CONTEXT:
                 self._context = contextvars.copy_context()
         try:
-            ident = _start_new_thread(self._bootstrap, ())
+            ident, handle = _start_new_thread(self._bootstrap, ())
+            if handle is not None:
+                self._os_handle = handle
         except BaseException:
             with _mutex:
                 _limbo.pop(self, None)
@@ -343,6 +365,8 @@ class Thread:
         with _mutex:
             _limbo.pop(self, None)
             self._ident = ident
+            if handle is not None:
+                self._os_handle = handle
             if self._state is STARTED:
                 _active[ident] = self
 
@@ -374,6 +398,8 @@ class Thread:
 
     @interruptible
     def _bootstrap_inner(self) -> None:
+        if _set_sentinel is not None:
+            self._os_handle = _set_sentinel()
         rec = register_current(self)
         scopes = self._scopes()
         attach_scopes(rec, scopes)
@@ -489,7 +515,24 @@ class Thread:
         ``Cancelled`` on entry or while waiting (the thread itself is unaffected).
         """
         self._check_waitable("join")
-        self._wait_stopped(timeout)
+        deadline = None if timeout is None else monotonic() + max(timeout, 0)
+        if self._wait_stopped(timeout):
+            self._wait_exited(deadline)
+
+    def _wait_exited(self, deadline: float | None) -> None:
+        """After ``run()`` has ended: wait (until ``deadline``) for the OS thread to
+        exit, as ``threading``'s ``join`` does, so that its ``threading.local``
+        values are gone when ``join`` returns. Only the thread's own teardown is
+        left to wait for, so this short last wait is made in C."""
+        handle = self._os_handle
+        if handle is None or sys.is_finalizing():
+            return
+        timeout = -1.0 if deadline is None else max(deadline - monotonic(), 0.0)
+        if _start_joinable is not None:
+            if not handle.is_done():
+                handle.join(None if deadline is None else timeout)
+        elif handle.acquire(True, timeout):
+            handle.release()
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the thread to end; return what ``run()`` returned, or raise what it raised.
@@ -1067,6 +1110,9 @@ def _after_fork() -> None:
     for thread in [*_active.values(), *_limbo]:
         if thread is not current:
             thread._state = STOPPED
+            # Its OS thread does not exist here (and a sentinel lock it held would
+            # stay held for ever).
+            thread._os_handle = None
         thread._done.waiters.clear()
     _active.clear()
     _limbo.clear()

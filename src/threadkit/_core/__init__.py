@@ -129,11 +129,19 @@ def waiting_on(resource: object) -> list[ThreadRecord]:
     found = []
     for rec in records():
         node = rec.waiting
-        if node is None or node.resource is not resource:
+        if node is None:
             continue
         queue = node.queue
+        # Everything again under the mutex: the thread may have reused its node
+        # meanwhile (a notified Condition waiter taking the lock back).
         with queue.mutex:
-            if node.state is WAITING and node in queue.waiters:
+            if (
+                rec.waiting is node
+                and node.queue is queue
+                and node.resource is resource
+                and node.state is WAITING
+                and node in queue.waiters
+            ):
                 found.append(rec)
     return found
 

@@ -73,6 +73,7 @@ from __future__ import annotations
 import _thread
 import os
 import signal
+import sys
 from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any, TypeVar
@@ -181,10 +182,28 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
     _default_handler(signum, frame)
 
 
+def _in_program(frame: FrameType | None) -> bool:
+    """True if ``frame`` runs inside the program (its ``__main__`` is on the stack).
+
+    Once ``__main__`` has ended, the main thread runs no Python code, or the exit's
+    ``atexit`` functions, which would swallow a KeyboardInterrupt raised there: an
+    interrupt still owed then is left for threadkit's exit handler (``take_owed``),
+    which ends the program as a Ctrl-C. Interactive sessions always count as the
+    program.
+    """
+    if _exiting or sys.flags.interactive or hasattr(sys, "ps1"):
+        return True
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _on_nudge(signum: int, frame: FrameType | None) -> None:
     """The nudge's handler: raise the owed KeyboardInterrupt once it is safe."""
     global _owed
-    if not _owed or _protected(frame):
+    if not _owed or _protected(frame) or not _in_program(frame):
         return
     handler = signal.getsignal(signal.SIGINT)
     # Nothing that checks for signals between clearing the debt and raising: a
@@ -301,8 +320,10 @@ def owed() -> bool:
 
 def take_owed() -> bool:
     """Clear an owed KeyboardInterrupt and return True if there was one (at exit,
-    where no later signal check comes to raise it)."""
-    global _owed
+    where no later signal check comes to raise it). From then on the exit handler
+    that called this is the program: a Ctrl-C is raised in its waits."""
+    global _owed, _exiting
+    _exiting = True
     if _owed and installed():
         _owed = 0
         return True
@@ -317,16 +338,32 @@ def set_main_thread(ident: int) -> None:
 
 def reset_after_fork() -> None:
     """In a forked child: no watchdog exists, and nothing is owed."""
-    global _owed, _watching, _kick
+    global _owed, _watching, _kick, _exiting
     _owed = 0
+    _exiting = False
     _watching = _thread.allocate_lock()
     _kick = _thread.allocate_lock()
     _kick.acquire()
 
 
+#: Set once threadkit's exit handler runs (``take_owed``).
+_exiting = False
+#: The longest the main thread sleeps in one go (see ``block``).
+MAIN_SLICE = 0.05
+
+
 @interruptible
 def block(parker: Any, timeout: float | None) -> bool:
-    """Park on ``parker``: the one wait of threadkit that Ctrl-C may interrupt."""
+    """Park on ``parker``: the one wait of threadkit that Ctrl-C may interrupt.
+
+    The main thread sleeps at most ``MAIN_SLICE`` at a time (its caller loops on
+    its own condition, as after any spurious return). A signal that arrives after
+    the interpreter last looked for one but before the thread is asleep in the C
+    lock does not wake it: CPython acts on it only when the thread next runs
+    Python code. Waking up now and then bounds how late such a Ctrl-C comes out.
+    """
+    if _thread.get_ident() == _main_ident and (timeout is None or timeout > MAIN_SLICE):
+        return bool(parker.acquire(True, MAIN_SLICE))
     if timeout is None:
         return bool(parker.acquire())
     return bool(parker.acquire(True, timeout))

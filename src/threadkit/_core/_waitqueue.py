@@ -87,7 +87,17 @@ class Waiter:
     is in no queue. A waker that still holds it touches only ``record``.
     """
 
-    __slots__ = ("record", "queue", "state", "resource", "operation", "next", "head", "outer")
+    __slots__ = (
+        "record",
+        "queue",
+        "state",
+        "resource",
+        "operation",
+        "next",
+        "also",
+        "head",
+        "outer",
+    )
 
     def __init__(
         self, record: ThreadRecord, queue: WaitQueue, resource: object, operation: str
@@ -99,8 +109,10 @@ class Waiter:
         #: What the thread waits on and how, for diagnostics ("acquire", "wait", ...).
         self.resource = resource
         self.operation = operation
-        #: The node this one's thread wakes once it is awake itself (see ``wake``).
+        #: A node this one's thread wakes once it is awake itself (see ``wake``).
         self.next: Waiter | None = None
+        #: A second node this one's thread wakes (the batch is a tree, see ``wake``).
+        self.also: Waiter | None = None
         #: True for the first node of a batch signalled together: ``wake`` unparks it.
         self.head = False
         #: The wait this one interrupted, if any: a signal handler or a finaliser can
@@ -114,14 +126,21 @@ class Waiter:
 def wake(nodes: list[Waiter]) -> None:
     """Start waking ``nodes``, which the caller marked SIGNALLED under the mutex.
 
-    A batch signalled together (``take_locked``, ``take_all_locked``) is a chain:
-    only its head is unparked here, and each woken thread unparks the next one
-    (``_pass_baton``) on its way out of the wait. Waking 5000 threads at once would
-    have all of them fight over the GIL (and the CPU) for nothing; the chain keeps
-    about one of them runnable at a time, and the waker does not spend its time
-    slice making syscalls for threads that could not run yet anyway. Every node of
-    the chain is already SIGNALLED, so the outcome of each wait is decided at once;
-    only the moment each thread resumes is staggered.
+    A batch signalled together (``take_locked``, ``take_all_locked``) is woken as a
+    binary tree: only its head is unparked here, and each woken thread unparks the
+    two next ones (``_pass_baton``, node ``i`` wakes ``2i+1`` and ``2i+2``) on its way
+    out of the wait. Every node is already SIGNALLED, so the outcome of each wait is
+    decided at once; only the moment each thread resumes is staggered, over about
+    log2(n) hand-offs.
+
+    Waking 5000 threads at once makes them fight for the CPUs (and the GIL) for
+    nothing, and the waker spends its time slice on syscalls for threads that could
+    not run yet. A chain (each wakes one) was tried first: it kept one thread
+    runnable at a time, fine while nothing else runs, but each hand-off waits for a
+    CPU or the GIL, so with busy threads around 200 waiters took seconds to resume
+    (1.8 s on 3.14 beside two CPU-bound threads, against 0.2 s for the tree and
+    0.05 s for ``threading``'s wake-all), and on a free-threaded build it ran the
+    waiters one after another where they could have run at once.
     """
     for node in nodes:
         if node.head:
@@ -136,15 +155,25 @@ def wake_one(node: Waiter) -> None:
         pass  # it already had a permit
 
 
-def _chain(nodes: list[Waiter]) -> None:
-    """Link a batch of nodes signalled together; the caller holds the mutex."""
-    prev = None
-    for node in nodes:
-        node.head = prev is None
-        node.next = None
-        if prev is not None:
-            prev.next = node
-        prev = node
+def _link(nodes: list[Waiter]) -> None:
+    """Link a batch of nodes signalled together into its wake tree (see ``wake``);
+    the caller holds the mutex."""
+    count = len(nodes)
+    for i, node in enumerate(nodes):
+        node.head = i == 0
+        j = 2 * i + 1
+        node.next = nodes[j] if j < count else None
+        node.also = nodes[j + 1] if j + 1 < count else None
+
+
+def _wake_successors(node: Waiter) -> None:
+    """Wake the nodes ``node`` was to wake, now; the caller holds the mutex."""
+    successor, other = node.next, node.also
+    node.next = node.also = None
+    if successor is not None:
+        wake_one(successor)
+    if other is not None:
+        wake_one(other)
 
 
 def _fresh_node(record: ThreadRecord, queue: WaitQueue, resource: object, operation: str) -> Waiter:
@@ -161,7 +190,7 @@ def _fresh_node(record: ThreadRecord, queue: WaitQueue, resource: object, operat
     node.queue = queue
     node.resource = resource
     node.operation = operation
-    node.next = None
+    node.next = node.also = None
     node.outer = None
     return node
 
@@ -211,7 +240,7 @@ class WaitQueue:
             n -= 1
         # Link first, publish second: a waiter that leaves on its own (a timeout)
         # the instant it sees SIGNALLED must already find its successor.
-        _chain(taken)
+        _link(taken)
         for node in taken:
             node.state = SIGNALLED
         return taken
@@ -220,7 +249,7 @@ class WaitQueue:
         """Mark every waiter SIGNALLED and return them; the caller holds ``mutex``."""
         taken = list(self.waiters)
         self.waiters.clear()
-        _chain(taken)  # before SIGNALLED is visible, as in take_locked
+        _link(taken)  # before SIGNALLED is visible, as in take_locked
         for node in taken:
             node.state = SIGNALLED
         return taken
@@ -235,7 +264,7 @@ class WaitQueue:
         if not self.waiters:
             return None
         node = self.waiters.pop()
-        node.next = None
+        node.next = node.also = None
         node.head = True
         node.state = SIGNALLED
         return node
@@ -248,7 +277,7 @@ class WaitQueue:
                 if not self.waiters:
                     return 0
                 node = self.waiters.popleft()
-                node.next = None
+                node.next = node.also = None
                 node.state = SIGNALLED
             wake_one(node)
             return 1
@@ -325,7 +354,7 @@ class WaitQueue:
             state = node.state
             rec.waiting = node.outer
             node.resource = None  # the node is reused: it must not keep that alive
-            if node.next is not None:
+            if node.next is not None or node.also is not None:
                 self._pass_baton(node)
             return state
         except BaseException:
@@ -364,17 +393,20 @@ class WaitQueue:
             raise
 
     def _pass_baton(self, node: Waiter) -> None:
-        """Wake the next thread of ``node``'s chain (see ``wake``).
+        """Wake the threads after ``node`` in its batch's tree (see ``wake``).
 
-        The link is cleared only after the unpark, so an interruption in between
+        Each link is cleared only after its unpark, so an interruption in between
         makes the caller's ``abandon`` unpark the successor again (a spurious
         wake-up, harmless) rather than never.
         """
         with self.mutex:
-            successor = node.next
+            successor, other = node.next, node.also
             if successor is not None:
                 wake_one(successor)
                 node.next = None
+            if other is not None:
+                wake_one(other)
+                node.also = None
 
     def abandon(self, node: Waiter, pass_on: Callable[[], object] | None = None) -> bool:
         """Withdraw ``node`` from the queue; return True if it had been signalled.
@@ -393,7 +425,7 @@ class WaitQueue:
             except ValueError:
                 pass
         node.record.waiting = node.outer
-        if node.next is not None:
+        if node.next is not None or node.also is not None:
             self._pass_baton(node)
         if signalled:
             if pass_on is None:
@@ -426,10 +458,7 @@ class WaitQueue:
             node.record.waiting = node.outer
             return True
         node.record.waiting = node.outer
-        successor = node.next
-        if successor is not None:
-            node.next = None
-            wake_one(successor)
+        _wake_successors(node)
         return False
 
     def forget_locked(self, node: Waiter) -> None:
@@ -439,10 +468,7 @@ class WaitQueue:
         except ValueError:
             pass
         node.state = ABANDONED
-        successor = node.next
-        if successor is not None:
-            node.next = None
-            wake_one(successor)
+        _wake_successors(node)
 
 
 def _block_protected(parker: Any, timeout: float | None) -> bool:
