@@ -129,11 +129,6 @@ IMPLEMENTATION_DETAILS = {
     "ThreadTests.test_foreign_thread": (
         "clears Thread._started, the Event inside CPython's Thread objects"
     ),
-    "ThreadTests.test_limbo_cleanup": (
-        "replaces threading._start_new_thread / _start_joinable_thread, the C function "
-        "CPython's Thread.start calls"
-    ),
-    "ThreadTests.test_name": "replaces threading._counter, CPython's name counter",
     "ThreadTests.test_tstate_lock": "reads Thread._tstate_lock (3.11, 3.12)",
     "ThreadTests.test_shutdown_locks": "reads threading._shutdown_locks (3.11, 3.12)",
     "ThreadTests.test_ident_of_no_threading_threads": (

@@ -151,7 +151,7 @@ class TestOutcome:
             wait_until_parked(t, 2)
             raise RuntimeError("can't start new thread")
 
-        monkeypatch.setattr(_threads, "_start_new_thread", refuse)
+        monkeypatch.setattr(_threads, "_start_os_thread", refuse)
         with pytest.raises(RuntimeError, match="can't start new thread"):
             t.start()
         for w in waiters:
@@ -446,7 +446,7 @@ class TestInterpreter:
             from threadkit import _threads
             warnings.simplefilter("ignore", DeprecationWarning)
             t = threadkit.Thread(target=int)
-            real = _threads._start_new_thread
+            real = _threads._start_os_thread
             seen = {}
             def fork_meanwhile(fn, args):
                 def forker():
@@ -464,7 +464,7 @@ class TestInterpreter:
                 f.start()
                 f.join(30)
                 return real(fn, args)
-            _threads._start_new_thread = fork_meanwhile
+            _threads._start_os_thread = fork_meanwhile
             t.start()
             t.join(10)
             print(seen["child"], t.is_alive())

@@ -826,7 +826,7 @@ class TestIdle:
         calls: list[int] = []
         with TaskGroup() as tg:
             with monkeypatch.context() as patch:
-                patch.setattr(_threads, "_start_new_thread", refuse)
+                patch.setattr(_threads, "_start_os_thread", refuse)
                 with pytest.raises(RuntimeError, match="can't start new thread"):
                     tg.spawn(calls.append, 1)
             assert _workers.workers() == []

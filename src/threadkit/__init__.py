@@ -11,9 +11,12 @@ cannot outlive its ``with`` block, raising every failure together.
 
 from __future__ import annotations
 
+import sys
+import types
 from _thread import TIMEOUT_MAX
 from _thread import error as ThreadError
 
+from . import _threads
 from ._core import (
     Cancelled,
     CancelScope,
@@ -76,6 +79,30 @@ from ._threads import currentThread as currentThread
 
 _PyRLock = RLock
 _CRLock = None
+_counter = _threads._counter
+_start_new_thread = _threads._start_new
+if _threads._start_joinable is not None:
+    _start_joinable_thread = _threads._start_joinable
+
+
+class _Module(types.ModuleType):
+    """threadkit's module type: replacing one of the private hooks that ``threading``
+    has and programs patch (the name counter, the function that starts OS threads,
+    as CPython's own tests and some libraries do) reaches the code that uses it."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        target = _FORWARDED.get(name)
+        if target is not None:
+            setattr(_threads, target, value)
+        super().__setattr__(name, value)
+
+
+_FORWARDED = {
+    "_counter": "_counter",
+    "_start_new_thread": "_start_new",
+    "_start_joinable_thread": "_start_joinable",
+}
+sys.modules[__name__].__class__ = _Module
 
 
 def __getattr__(name: str) -> object:

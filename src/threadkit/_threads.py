@@ -86,17 +86,21 @@ __all__ = [
 
 #: 3.13+: starts a thread and returns a handle whose ``join`` returns once the OS
 #: thread has exited (its thread state, ``threading.local`` values included, gone).
+#: These two are what ``threading._start_joinable_thread`` and
+#: ``threading._start_new_thread`` name; replacing those on the package replaces
+#: these (see ``threadkit.__init__``).
 _start_joinable: Any = getattr(_thread, "start_joinable_thread", None)
+_start_new: Any = _thread.start_new_thread
 
 
-def _start_new_thread(bootstrap: Callable[[], object], args: tuple[()]) -> tuple[int, Any]:
+def _start_os_thread(bootstrap: Callable[[], object], args: tuple[()]) -> tuple[int, Any]:
     """Start an OS thread running ``bootstrap()``; return its ident, and the handle
     that tells when it has exited (3.13+; None before, see ``_set_sentinel``)."""
     if _start_joinable is not None:
         # Daemon for the runtime: waiting for threads at exit is _shutdown's.
         handle = _start_joinable(bootstrap, daemon=True)
         return handle.ident, handle
-    return _thread.start_new_thread(bootstrap, args), None
+    return _start_new(bootstrap, args), None
 
 
 #: 3.11, 3.12: a lock, taken for the calling thread, that the interpreter releases
@@ -200,7 +204,8 @@ _active: dict[int, Thread] = {}
 #: the exit must not miss them. (A dict, as ``threading._limbo`` is.)
 _limbo: dict[Thread, Thread] = {}
 
-_counter = itertools.count(1)
+#: Numbers default names, as ``threading._counter`` (which it is, in the package).
+_counter: Callable[[], int] = itertools.count(1).__next__
 _trace_hook: Any = None
 _profile_hook: Any = None
 _shutting_down = False
@@ -225,7 +230,7 @@ def _clear_frames(tb: TracebackType | None) -> None:
 
 
 def _newname(template: str = "Thread-%d") -> str:
-    return template % next(_counter)
+    return template % _counter()
 
 
 def _label(ident: int) -> str | None:
@@ -350,7 +355,7 @@ class Thread:
             if self._context is None and _INHERIT_CONTEXT:
                 self._context = contextvars.copy_context()
         try:
-            ident, handle = _start_new_thread(self._bootstrap, ())
+            ident, handle = _start_os_thread(self._bootstrap, ())
             if handle is not None:
                 self._os_handle = handle
         except BaseException:
