@@ -723,10 +723,13 @@ class Scenario:
             self.problem(RECORD, f"current_record().waiting is {rec.waiting!r}")
             rec.waiting = None
         node = rec.node
-        if node is not None and node.next is not None:
-            self.problem(WAKEUP, f"baton lost: {node.next!r} is never unparked")
-            node.next.record.unpark()
-            node.next = None
+        if node is not None and node.batch is not None:
+            rest = node.batch[node.index + 1 : node.end]
+            if rest:
+                self.problem(WAKEUP, f"baton lost: {rest!r} are never unparked")
+            for later in rest:
+                later.record.unpark()
+            node.batch = None
         for qname, queue in self.queues().items():
             with queue.mutex:
                 ghosts = [n for n in queue.waiters if n.record is rec]

@@ -914,7 +914,7 @@ class Barrier:
                     # and releases the whole queue itself.
                     nodes = list(gen.queue.waiters)
                     for node in nodes:
-                        node.next = node.also = None
+                        node.batch = None
                         node.state = SIGNALLED
                     gen.queue.waiters.clear()
                     if ok:

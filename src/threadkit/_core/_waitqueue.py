@@ -93,8 +93,10 @@ class Waiter:
         "state",
         "resource",
         "operation",
-        "next",
-        "also",
+        "batch",
+        "index",
+        "end",
+        "woken_at",
         "head",
         "outer",
     )
@@ -109,10 +111,15 @@ class Waiter:
         #: What the thread waits on and how, for diagnostics ("acquire", "wait", ...).
         self.resource = resource
         self.operation = operation
-        #: A node this one's thread wakes once it is awake itself (see ``wake``).
-        self.next: Waiter | None = None
-        #: A second node this one's thread wakes (the batch is a tree, see ``wake``).
-        self.also: Waiter | None = None
+        #: The batch signalled together with this node, while this node's thread
+        #: still has to pass the wake-up on (see ``wake``); None otherwise.
+        self.batch: list[Waiter] | None = None
+        #: This node's place in ``batch``, and the end of the part of the batch
+        #: whose waking it is responsible for (under the mutex).
+        self.index = 0
+        self.end = 0
+        #: When this node was (last) unparked by the one before it.
+        self.woken_at = 0.0
         #: True for the first node of a batch signalled together: ``wake`` unparks it.
         self.head = False
         #: The wait this one interrupted, if any: a signal handler or a finaliser can
@@ -126,21 +133,28 @@ class Waiter:
 def wake(nodes: list[Waiter]) -> None:
     """Start waking ``nodes``, which the caller marked SIGNALLED under the mutex.
 
-    A batch signalled together (``take_locked``, ``take_all_locked``) is woken as a
-    binary tree: only its head is unparked here, and each woken thread unparks the
-    two next ones (``_pass_baton``, node ``i`` wakes ``2i+1`` and ``2i+2``) on its way
-    out of the wait. Every node is already SIGNALLED, so the outcome of each wait is
-    decided at once; only the moment each thread resumes is staggered, over about
-    log2(n) hand-offs.
+    A batch signalled together (``take_locked``, ``take_all_locked``) is woken by its
+    own threads: only its head is unparked here, and each woken thread passes the
+    wake-up on as it leaves its wait (``_pass_baton``). Every node is already
+    SIGNALLED, so the outcome of each wait is decided at once; only the moment each
+    thread resumes is staggered.
 
-    Waking 5000 threads at once makes them fight for the CPUs (and the GIL) for
-    nothing, and the waker spends its time slice on syscalls for threads that could
-    not run yet. A chain (each wakes one) was tried first: it kept one thread
-    runnable at a time, fine while nothing else runs, but each hand-off waits for a
-    CPU or the GIL, so with busy threads around 200 waiters took seconds to resume
-    (1.8 s on 3.14 beside two CPU-bound threads, against 0.2 s for the tree and
-    0.05 s for ``threading``'s wake-all), and on a free-threaded build it ran the
-    waiters one after another where they could have run at once.
+    How it is passed on adapts to the machine. Each node is responsible for the
+    part of the batch after it; it wakes the next node and hands it the rest, a
+    chain, as long as its own hand-off was quick (under ``SLOW_HANDOFF``). A slow
+    hand-off means the CPUs or the GIL are busy: that node splits its part in two
+    and wakes the first node of each, so the batch fans out as a tree and resumes
+    in about log2(n) slow hand-offs instead of n.
+
+    Both pure shapes were measured and lost somewhere. Waking all at once makes
+    thousands of threads fight for the CPUs (and the GIL), and the waker spends its
+    time slice on syscalls for threads that cannot run yet. A chain keeps about one
+    of them runnable at a time, the fastest while nothing else runs (5000 waiters
+    in 0.4x ``threading``'s time), but beside two CPU-bound threads each hop waits
+    for a CPU or the GIL: 200 waiters took 1.8 s to resume on 3.14 (``threading``:
+    0.05 s). A binary tree took 0.2 s there, but 1.0-1.2x ``threading``'s time
+    for 3000-5000 waiters on an idle machine. Adapting keeps the chain's 0.5x idle
+    and the tree's 0.15 s under load.
     """
     for node in nodes:
         if node.head:
@@ -155,25 +169,50 @@ def wake_one(node: Waiter) -> None:
         pass  # it already had a permit
 
 
+#: A hand-off slower than this means the CPUs (or the GIL) are busy: fan out.
+SLOW_HANDOFF = 0.001
+
+
 def _link(nodes: list[Waiter]) -> None:
     """Link a batch of nodes signalled together into its wake tree (see ``wake``);
     the caller holds the mutex."""
     count = len(nodes)
+    now = monotonic()
     for i, node in enumerate(nodes):
         node.head = i == 0
-        j = 2 * i + 1
-        node.next = nodes[j] if j < count else None
-        node.also = nodes[j + 1] if j + 1 < count else None
+        # The last node has nobody to wake: it leaves without taking the mutex.
+        node.batch = nodes if i + 1 < count else None
+        node.index = i
+        node.end = count
+        node.woken_at = now
 
 
 def _wake_successors(node: Waiter) -> None:
-    """Wake the nodes ``node`` was to wake, now; the caller holds the mutex."""
-    successor, other = node.next, node.also
-    node.next = node.also = None
-    if successor is not None:
+    """Pass the wake-up on from ``node`` (see ``wake``); the caller holds the mutex.
+
+    ``node`` is responsible for waking the part of its batch after it, up to
+    ``node.end``. It wakes the next node and hands it the rest; if its own
+    hand-off was slow, it splits the rest in two and wakes the first node of each.
+    """
+    nodes = node.batch
+    if nodes is None:
+        return
+    first = node.index + 1
+    end = node.end
+    if first < end:
+        successor = nodes[first]
+        now = monotonic()
+        if end - first > 1 and now - node.woken_at > SLOW_HANDOFF:
+            middle = (first + end + 1) // 2
+            other = nodes[middle]
+            other.end = end
+            other.woken_at = now
+            wake_one(other)
+            end = middle
+        successor.end = end
+        successor.woken_at = now
         wake_one(successor)
-    if other is not None:
-        wake_one(other)
+    node.batch = None
 
 
 def _fresh_node(record: ThreadRecord, queue: WaitQueue, resource: object, operation: str) -> Waiter:
@@ -190,7 +229,7 @@ def _fresh_node(record: ThreadRecord, queue: WaitQueue, resource: object, operat
     node.queue = queue
     node.resource = resource
     node.operation = operation
-    node.next = node.also = None
+    node.batch = None
     node.outer = None
     return node
 
@@ -264,7 +303,7 @@ class WaitQueue:
         if not self.waiters:
             return None
         node = self.waiters.pop()
-        node.next = node.also = None
+        node.batch = None
         node.head = True
         node.state = SIGNALLED
         return node
@@ -277,7 +316,7 @@ class WaitQueue:
                 if not self.waiters:
                     return 0
                 node = self.waiters.popleft()
-                node.next = node.also = None
+                node.batch = None
                 node.state = SIGNALLED
             wake_one(node)
             return 1
@@ -354,7 +393,7 @@ class WaitQueue:
             state = node.state
             rec.waiting = node.outer
             node.resource = None  # the node is reused: it must not keep that alive
-            if node.next is not None or node.also is not None:
+            if node.batch is not None:
                 self._pass_baton(node)
             return state
         except BaseException:
@@ -393,20 +432,16 @@ class WaitQueue:
             raise
 
     def _pass_baton(self, node: Waiter) -> None:
-        """Wake the threads after ``node`` in its batch's tree (see ``wake``).
+        """Pass the wake-up on from ``node`` to the rest of its batch (see ``wake``).
 
-        Each link is cleared only after its unpark, so an interruption in between
-        makes the caller's ``abandon`` unpark the successor again (a spurious
-        wake-up, harmless) rather than never.
+        ``node.batch`` is cleared only after the unparks, so an interruption in
+        between makes the caller's ``abandon`` pass it on again (spurious wake-ups,
+        harmless) rather than never. A node that leaves before the one ahead of it
+        has handed it its part (a timeout) passes on to the end of the batch: the
+        later hand-over only wakes nodes twice.
         """
         with self.mutex:
-            successor, other = node.next, node.also
-            if successor is not None:
-                wake_one(successor)
-                node.next = None
-            if other is not None:
-                wake_one(other)
-                node.also = None
+            _wake_successors(node)
 
     def abandon(self, node: Waiter, pass_on: Callable[[], object] | None = None) -> bool:
         """Withdraw ``node`` from the queue; return True if it had been signalled.
@@ -425,7 +460,7 @@ class WaitQueue:
             except ValueError:
                 pass
         node.record.waiting = node.outer
-        if node.next is not None or node.also is not None:
+        if node.batch is not None:
             self._pass_baton(node)
         if signalled:
             if pass_on is None:
