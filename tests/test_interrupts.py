@@ -724,7 +724,7 @@ class Scenario:
             rec.waiting = None
         node = rec.node
         if node is not None and node.batch is not None:
-            rest = node.batch[node.index + 1 : node.end]
+            rest = node.batch.nodes[node.index + 1 : node.batch.end[node.index]]
             if rest:
                 self.problem(WAKEUP, f"baton lost: {rest!r} are never unparked")
             for later in rest:

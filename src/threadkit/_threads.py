@@ -91,6 +91,8 @@ __all__ = [
 #: these (see ``threadkit.__init__``).
 _start_joinable: Any = getattr(_thread, "start_joinable_thread", None)
 _start_new: Any = _thread.start_new_thread
+#: How many forks this process descends through (``_after_fork``).
+_forks = 0
 
 
 def _start_os_thread(bootstrap: Callable[[], object], args: tuple[()]) -> tuple[int, Any]:
@@ -106,8 +108,9 @@ def _start_os_thread(bootstrap: Callable[[], object], args: tuple[()]) -> tuple[
 #: 3.11, 3.12: a lock, taken for the calling thread, that the interpreter releases
 #: once that thread's state is deleted.
 _set_sentinel: Any = getattr(_thread, "_set_sentinel", None)
-#: 3.13+: what joining a running thread raises once the interpreter is finalizing.
+#: 3.14+: joining a running thread once the interpreter is finalizing raises this.
 _FinalizationError: type[Exception] | None = getattr(builtins, "PythonFinalizationError", None)
+_JOIN_REFUSED_AT_FINALIZATION = sys.version_info >= (3, 14)
 _set_os_thread_name: Callable[[str], None] | None = getattr(_thread, "set_name", None)
 #: ``sys.flags.thread_inherit_context`` (3.14+): new threads run in a copy of the
 #: starter's context instead of an empty one.
@@ -212,6 +215,10 @@ _shutting_down = False
 _atexit_calls: list[Callable[[], object]] = []
 
 
+#: CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR
+_SUSPENDABLE = 0x20 | 0x80 | 0x200
+
+
 def _clear_frames(tb: TracebackType | None) -> None:
     """Drop the local variables of the finished frames in ``tb``.
 
@@ -222,10 +229,14 @@ def _clear_frames(tb: TracebackType | None) -> None:
     traceback still shows every line.
     """
     while tb is not None:
-        try:
-            tb.tb_frame.clear()
-        except RuntimeError:
-            pass  # a frame still running (the one that caught the exception)
+        frame = tb.tb_frame
+        # Not a suspended generator's or coroutine's frame: before 3.13 clearing it
+        # closes the generator, which the program may still use.
+        if not frame.f_code.co_flags & _SUSPENDABLE:
+            try:
+                frame.clear()
+            except RuntimeError:
+                pass  # a frame still running (the one that caught the exception)
         tb = tb.tb_next
 
 
@@ -322,6 +333,7 @@ class Thread:
         #: What says the OS thread has exited (a ``_thread`` handle, or a lock the
         #: interpreter releases), or None: ``join`` waits for it after ``run()``.
         self._os_handle: Any = None
+        self._os_fork_generation = _forks
         self._initialized = True
 
     def __repr__(self) -> str:
@@ -356,8 +368,6 @@ class Thread:
                 self._context = contextvars.copy_context()
         try:
             ident, handle = _start_os_thread(self._bootstrap, ())
-            if handle is not None:
-                self._os_handle = handle
         except BaseException:
             with _mutex:
                 _limbo.pop(self, None)
@@ -404,7 +414,9 @@ class Thread:
     @interruptible
     def _bootstrap_inner(self) -> None:
         if _set_sentinel is not None:
-            self._os_handle = _set_sentinel()
+            sentinel = _set_sentinel()
+            sentinel.acquire()  # the interpreter releases it once the thread is gone
+            self._os_handle = sentinel
         rec = register_current(self)
         scopes = self._scopes()
         attach_scopes(rec, scopes)
@@ -488,9 +500,10 @@ class Thread:
             checkpoint()
         if self._state is STOPPED:
             return True
-        if _FinalizationError is not None and sys.is_finalizing():
+        if _JOIN_REFUSED_AT_FINALIZATION and sys.is_finalizing():
             # The interpreter no longer runs other threads' Python code: the
             # thread cannot end, and the wait would never return (as 3.14+).
+            assert _FinalizationError is not None
             raise _FinalizationError(f"cannot {what} thread at interpreter shutdown")
         deadline = None if timeout is None else monotonic() + max(timeout, 0)
         stopped = self._done.wait_until(
@@ -524,14 +537,15 @@ class Thread:
         if self._wait_stopped(timeout):
             self._wait_exited(deadline)
 
+    @interruptible  # a wait in C, with nothing of threadkit's to protect
     def _wait_exited(self, deadline: float | None) -> None:
         """After ``run()`` has ended: wait (until ``deadline``) for the OS thread to
         exit, as ``threading``'s ``join`` does, so that its ``threading.local``
         values are gone when ``join`` returns. Only the thread's own teardown is
         left to wait for, so this short last wait is made in C."""
         handle = self._os_handle
-        if handle is None or sys.is_finalizing():
-            return
+        if handle is None or sys.is_finalizing() or self._os_fork_generation != _forks:
+            return  # or the thread ended in the process this one was forked from
         timeout = -1.0 if deadline is None else max(deadline - monotonic(), 0.0)
         if _start_joinable is not None:
             if not handle.is_done():
@@ -1105,7 +1119,8 @@ atexit.register(_shutdown)
 
 def _after_fork() -> None:
     """In a forked child: the forking thread is the only one, and it is the main one."""
-    global _main_thread, _shutting_down, _shutdown_started
+    global _main_thread, _shutting_down, _shutdown_started, _forks
+    _forks += 1  # OS-thread handles of the parent's threads mean nothing here
     after_fork_in_child()
     set_main_thread(get_ident())
     _mutex._at_fork_reinit()

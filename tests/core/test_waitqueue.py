@@ -152,3 +152,55 @@ class TestWaitQueue:
         for t in threads:
             t.join()
         assert out == [SIGNALLED] * 20
+
+
+class TestBatchReuse:
+    """A node is reused by its thread as soon as it has left its batch, while a
+    slower member of that batch may still hand it a part (review finding)."""
+
+    @staticmethod
+    def _passes(queue: WaitQueue, batch: list, start: int = 0) -> list:
+        """Run ``batch``'s hand-offs as its threads would, each once it is woken."""
+        done: list = []
+        progressed = True
+        while progressed:
+            progressed = False
+            for node in batch:
+                if node in done or not node.record.parker.acquire(False):
+                    continue
+                done.append(node)
+                progressed = True
+                queue._pass_baton(node)
+        return done
+
+    def test_stale_hand_off_to_a_reused_node_loses_nobody(self, monkeypatch) -> None:
+        from threadkit._core import _waitqueue as wq
+
+        monkeypatch.setattr(wq, "SLOW_HANDOFF", 1e9)  # a chain: no split
+        records = [_core.ThreadRecord(-1 - i) for i in range(8)]
+        a, x, c = records[:3]
+        q1, q2 = WaitQueue(), WaitQueue()
+        for rec in (a, x, c):
+            with q1.mutex:
+                q1.add_locked(rec, Resource(), "wait")
+        with q1.mutex:
+            first = q1.take_all_locked()
+        # x leaves on its own (a timeout that saw SIGNALLED) before a hands it its part
+        x.waiting = None
+        q1._pass_baton(first[1])
+        # ... and waits again, third of six, on another queue that is signalled
+        for rec in [*records[3:5], x, *records[5:]]:
+            with q2.mutex:
+                q2.add_locked(rec, Resource(), "wait")
+        with q2.mutex:
+            second = q2.take_all_locked()
+        assert second[2] is first[1]  # the same node
+        for rec in records:
+            rec.parker.acquire(False)
+        # the second batch runs up to x; then a, of the first batch, runs at last
+        q2._pass_baton(second[0])
+        assert second[1].record.parker.acquire(False)
+        q2._pass_baton(second[1])
+        q1._pass_baton(first[0])
+        done = [second[0], second[1], *self._passes(q2, second)]
+        assert [n for n in second if n not in done] == []

@@ -193,11 +193,15 @@ def _in_program(frame: FrameType | None) -> bool:
     """
     if _exiting or sys.flags.interactive or hasattr(sys, "ps1"):
         return True
+    outermost = None
     while frame is not None:
         if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
             return True
+        outermost = frame
         frame = frame.f_back
-    return False
+    # In a child forked from a threadkit thread, that thread is the main one and its
+    # stack starts in threadkit's thread bootstrap, not in __main__.
+    return outermost is not None and _verdict(outermost.f_code) is not None
 
 
 def _on_nudge(signum: int, frame: FrameType | None) -> None:
@@ -363,7 +367,12 @@ def block(parker: Any, timeout: float | None) -> bool:
     Python code. Waking up now and then bounds how late such a Ctrl-C comes out.
     """
     if _thread.get_ident() == _main_ident and (timeout is None or timeout > MAIN_SLICE):
-        return bool(parker.acquire(True, MAIN_SLICE))
+        got = bool(parker.acquire(True, MAIN_SLICE))
+        if _owed:
+            # An interrupt owed meanwhile: raise it here if it is due, without the
+            # watchdog (which cannot start once the exit has begun, on 3.12).
+            _on_nudge(0, sys._getframe())
+        return got
     if timeout is None:
         return bool(parker.acquire())
     return bool(parker.acquire(True, timeout))

@@ -53,6 +53,7 @@ from collections.abc import Callable
 from time import monotonic
 from typing import Any
 
+from . import _interrupts
 from ._cancel import Cancelled, armed, cancel_source, effective_deadline
 from ._interrupts import block, decided, install
 from ._registry import ThreadRecord
@@ -95,8 +96,6 @@ class Waiter:
         "operation",
         "batch",
         "index",
-        "end",
-        "woken_at",
         "head",
         "outer",
     )
@@ -113,13 +112,9 @@ class Waiter:
         self.operation = operation
         #: The batch signalled together with this node, while this node's thread
         #: still has to pass the wake-up on (see ``wake``); None otherwise.
-        self.batch: list[Waiter] | None = None
-        #: This node's place in ``batch``, and the end of the part of the batch
-        #: whose waking it is responsible for (under the mutex).
+        self.batch: _Batch | None = None
+        #: This node's place in ``batch``.
         self.index = 0
-        self.end = 0
-        #: When this node was (last) unparked by the one before it.
-        self.woken_at = 0.0
         #: True for the first node of a batch signalled together: ``wake`` unparks it.
         self.head = False
         #: The wait this one interrupted, if any: a signal handler or a finaliser can
@@ -173,18 +168,43 @@ def wake_one(node: Waiter) -> None:
 SLOW_HANDOFF = 0.001
 
 
+class _Batch:
+    """The hand-off state of one batch, kept off the nodes: a node is reused by its
+    thread as soon as it has left, while a slower member of its old batch may still
+    be handing it a part. Written only under the mutex of the queue that linked it."""
+
+    __slots__ = ("nodes", "end", "woken_at")
+
+    def __init__(self, nodes: list[Waiter], now: float) -> None:
+        count = len(nodes)
+        self.nodes = nodes
+        #: For each node, the end of the part of the batch it must wake.
+        self.end = [count] * count
+        #: For each node, when it was (last) unparked by the one before it.
+        self.woken_at = [now] * count
+
+
 def _link(nodes: list[Waiter]) -> None:
     """Link a batch of nodes signalled together into its wake tree (see ``wake``);
     the caller holds the mutex."""
+    main = _interrupts._main_ident
+    if any(node.record.ident == main for node in nodes):
+        # The main thread is woken on its own, never made to pass a wake-up on: a
+        # signal handler runs in it, and one that waits for the others (joins the
+        # workers it just told to stop) would wait for ever for threads that only
+        # its own leaving would wake.
+        for node in nodes:
+            if node.record.ident == main:
+                node.head = True
+                node.batch = None
+        nodes = [node for node in nodes if node.record.ident != main]
     count = len(nodes)
-    now = monotonic()
+    batch = _Batch(nodes, monotonic())
     for i, node in enumerate(nodes):
         node.head = i == 0
         # The last node has nobody to wake: it leaves without taking the mutex.
-        node.batch = nodes if i + 1 < count else None
+        node.batch = batch if i + 1 < count else None
         node.index = i
-        node.end = count
-        node.woken_at = now
 
 
 def _wake_successors(node: Waiter) -> None:
@@ -194,24 +214,24 @@ def _wake_successors(node: Waiter) -> None:
     ``node.end``. It wakes the next node and hands it the rest; if its own
     hand-off was slow, it splits the rest in two and wakes the first node of each.
     """
-    nodes = node.batch
-    if nodes is None:
+    batch = node.batch
+    if batch is None:
         return
-    first = node.index + 1
-    end = node.end
+    nodes, ends, woken_at = batch.nodes, batch.end, batch.woken_at
+    index = node.index
+    first = index + 1
+    end = ends[index]
     if first < end:
-        successor = nodes[first]
         now = monotonic()
-        if end - first > 1 and now - node.woken_at > SLOW_HANDOFF:
+        if end - first > 1 and now - woken_at[index] > SLOW_HANDOFF:
             middle = (first + end + 1) // 2
-            other = nodes[middle]
-            other.end = end
-            other.woken_at = now
-            wake_one(other)
+            ends[middle] = end
+            woken_at[middle] = now
+            wake_one(nodes[middle])
             end = middle
-        successor.end = end
-        successor.woken_at = now
-        wake_one(successor)
+        ends[first] = end
+        woken_at[first] = now
+        wake_one(nodes[first])
     node.batch = None
 
 
@@ -322,8 +342,7 @@ class WaitQueue:
             return 1
         with self.mutex:
             taken = self.take_locked(n)
-        if taken:
-            wake_one(taken[0])
+        wake(taken)
         return len(taken)
 
     def unpark_all(self) -> int:
@@ -391,10 +410,13 @@ class WaitQueue:
             # The exit path stays inside the try: an interruption anywhere before the
             # return still resolves the node (and passes on a signal it carried).
             state = node.state
-            rec.waiting = node.outer
             node.resource = None  # the node is reused: it must not keep that alive
+            # Passed on before ``waiting`` is restored: until then a wait made by a
+            # signal handler or a finaliser here gets a node of its own, instead of
+            # reusing (and resetting) this one while it still holds the baton.
             if node.batch is not None:
                 self._pass_baton(node)
+            rec.waiting = node.outer
             return state
         except BaseException:
             self.abandon(node, pass_on)
@@ -459,9 +481,9 @@ class WaitQueue:
                 self.waiters.remove(node)
             except ValueError:
                 pass
-        node.record.waiting = node.outer
         if node.batch is not None:
-            self._pass_baton(node)
+            self._pass_baton(node)  # before ``waiting`` is restored, as in ``park``
+        node.record.waiting = node.outer
         if signalled:
             if pass_on is None:
                 self.unpark(1)
