@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from types import ModuleType
 
-__all__ = ["fmt_time", "quartiles", "render"]
+__all__ = ["fmt_time", "load_threadkit", "quartiles", "render"]
 
 
 def fmt_time(seconds: float) -> str:
@@ -45,3 +46,15 @@ def render(headers: list[str], rows: list[list[str]], markdown: bool, text_cols:
     out = [line(headers), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
     return "\n".join(out)
+
+
+def load_threadkit() -> ModuleType:
+    """Import threadkit, or exit with a line that says how to make it importable."""
+    try:
+        import threadkit
+    except ImportError as exc:
+        raise SystemExit(
+            f"error: cannot import threadkit ({exc}); install it (pip install -e .) or run "
+            "with PYTHONPATH=src"
+        ) from exc
+    return threadkit

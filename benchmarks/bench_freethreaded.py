@@ -98,7 +98,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import ModuleType
 
-from _report import fmt_time, quartiles, render
+from _report import fmt_time, load_threadkit, quartiles, render
 
 perf_counter = time.perf_counter
 process_time = time.process_time
@@ -536,17 +536,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--rounds, --items, --item-ms, --workers and --timeout must be positive")
     args.items = -(-args.items // args.workers) * args.workers
     return args
-
-
-def load_threadkit() -> ModuleType:
-    try:
-        import threadkit
-    except ImportError as exc:
-        raise SystemExit(
-            f"error: cannot import threadkit ({exc}); install it (pip install -e .) or run "
-            "with PYTHONPATH=src"
-        ) from exc
-    return threadkit
 
 
 def main(argv: Sequence[str] | None = None) -> int:

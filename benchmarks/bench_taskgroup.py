@@ -87,7 +87,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from _report import quartiles, render
+from _report import load_threadkit, quartiles, render
 
 perf_counter = time.perf_counter
 
@@ -585,17 +585,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if min(args.rounds_cost, args.tasks, args.scale_tasks) < 1 or args.timeout <= 0:
         parser.error("--rounds, --tasks, --scale-tasks and --timeout must be positive")
     return args
-
-
-def load_threadkit() -> ModuleType:
-    try:
-        import threadkit
-    except ImportError as exc:
-        raise SystemExit(
-            f"error: cannot import threadkit ({exc}); install it (pip install -e .) or run "
-            "with PYTHONPATH=src"
-        ) from exc
-    return threadkit
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,6 +43,17 @@ def no_thread_leak() -> Iterator[None]:
     assert not still, f"test leaked threads: {still}"
 
 
+@pytest.fixture
+def fast_switch() -> Iterator[None]:
+    """Make the interpreter switch threads very often, to interleave finely."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def sigint_raises_keyboard_interrupt() -> Iterator[None]:
     """Tests deliver SIGINT to the main thread; a shell started without job control

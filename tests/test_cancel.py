@@ -27,10 +27,9 @@ a threadkit bug shows up as a failed assertion, not a wedged harness.
 from __future__ import annotations
 
 import math
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -53,17 +52,6 @@ RACE_ROUNDS = 200
 
 
 # -- helpers -----------------------------------------------------------------------------
-@pytest.fixture
-def fast_switch() -> Iterator[None]:
-    """Make the interpreter switch threads very often, to interleave finely."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
-
-
 @pytest.fixture
 def hook_calls(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Replace ``threadkit.excepthook`` with a recorder; return what it records."""

@@ -130,17 +130,6 @@ class Exclusive:
             self.inside -= 1
 
 
-@pytest.fixture
-def fast_switch() -> Iterator[None]:
-    """Make the interpreter switch threads very often, to interleave finely."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
-
-
 class Flaky:
     """A source that is not a well-behaved iterator: its script of outcomes is played
     in order, one per ``__next__`` (an exception class is raised), then it ends."""

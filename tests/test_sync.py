@@ -25,7 +25,7 @@ import linecache
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -48,17 +48,6 @@ OFFSETS = [(k - 5) * 0.0003 for k in range(11)]
 
 
 # -- helpers -----------------------------------------------------------------------------
-@pytest.fixture
-def fast_switch() -> Iterator[None]:
-    """Make the interpreter switch threads very often, to interleave finely."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
-
-
 def parked_idents(resource: object) -> set[int]:
     return {rec.ident for rec in _core.waiting_on(resource)}
 
