@@ -49,6 +49,7 @@ from ._core import (
     forked_before_reset,
     install_interrupts,
     interruptible,
+    is_main_module,
     record_for,
     register_current,
     set_foreign_record_hook,
@@ -1015,8 +1016,7 @@ def _ended_by_ctrl_c() -> bool:
         return False
     tb = last.__traceback__
     while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+        if is_main_module(tb.tb_frame):
             return True
         tb = tb.tb_next
     return False

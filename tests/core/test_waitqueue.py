@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import _thread
+import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -129,6 +131,9 @@ class TestWaitQueue:
 
         def interrupt() -> None:
             wait_until_parked(res, 1)
+            # Queued is not yet parked: the signal must land inside the park itself,
+            # not between add() and park() in this test's own frame.
+            wait_until(lambda: _in_park(sys._current_frames().get(main)))
             import signal
 
             signal.pthread_kill(main, signal.SIGINT)
@@ -204,3 +209,12 @@ class TestBatchReuse:
         q1._pass_baton(first[0])
         done = [second[0], second[1], *self._passes(q2, second)]
         assert [n for n in second if n not in done] == []
+
+
+def _in_park(frame: Any) -> bool:
+    """True if ``frame``'s stack is inside ``WaitQueue.park``."""
+    while frame is not None:
+        if frame.f_code is WaitQueue.park.__code__:
+            return True
+        frame = frame.f_back
+    return False

@@ -29,7 +29,7 @@ from ._cancel import (
 from ._cancel import reset_after_fork as _reset_cancel_after_fork
 from ._interrupts import block as _block
 from ._interrupts import install as install_interrupts
-from ._interrupts import interruptible, set_main_thread
+from ._interrupts import interruptible, is_main_module, set_main_thread
 from ._interrupts import reset_after_fork as _reset_interrupts_after_fork
 from ._interrupts import take_owed as take_owed_interrupt
 from ._registry import (
@@ -80,6 +80,7 @@ __all__ = [
     "interruptible",
     "move_on_after",
     "take_owed_interrupt",
+    "is_main_module",
     "move_on_at",
     "on_armed",
     "scopes_of",

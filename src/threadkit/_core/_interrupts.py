@@ -182,6 +182,11 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
     _default_handler(signum, frame)
 
 
+def is_main_module(frame: FrameType) -> bool:
+    """True if ``frame`` runs the module code of ``__main__`` (the program itself)."""
+    return frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__"
+
+
 def _in_program(frame: FrameType | None) -> bool:
     """True if ``frame`` runs inside the program (its ``__main__`` is on the stack).
 
@@ -195,7 +200,7 @@ def _in_program(frame: FrameType | None) -> bool:
         return True
     outermost = None
     while frame is not None:
-        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+        if is_main_module(frame):
             return True
         outermost = frame
         frame = frame.f_back

@@ -211,7 +211,7 @@ def _wake_successors(node: Waiter) -> None:
     """Pass the wake-up on from ``node`` (see ``wake``); the caller holds the mutex.
 
     ``node`` is responsible for waking the part of its batch after it, up to
-    ``node.end``. It wakes the next node and hands it the rest; if its own
+    ``batch.end[node.index]``. It wakes the next node and hands it the rest; if its own
     hand-off was slow, it splits the rest in two and wakes the first node of each.
     """
     batch = node.batch
