@@ -306,7 +306,7 @@ class ThreadWait(Case):
     def check(self) -> None:
         assert self.target.is_alive()  # cancelling a joiner does not touch the thread
         assert not self.target.cancel_called
-        assert len(self.target._done) == 0
+        assert len(self.target._tk_done) == 0
         assert parked(self.target) == 0
 
     def close(self) -> None:

@@ -378,7 +378,7 @@ class TestRealSignal:
             go.set()
         assert t.result(10) == 42
         assert not t.is_alive()
-        assert len(t._done) == 0
+        assert len(t._tk_done) == 0
 
     def test_sleep(self) -> None:
         def sleeping() -> bool:
@@ -1405,7 +1405,7 @@ class ThreadWait(Scenario):
         return getattr(self.t, self.method)()
 
     def queues(self) -> dict[str, WaitQueue]:
-        return {"thread._done": self.t._done}
+        return {"thread._done": self.t._tk_done}
 
     def helper(self) -> None:
         if not self.done and self.wait_blocked(self.t):

@@ -208,7 +208,8 @@ class TestForeignThreads:
         t.start()
         t.join()
         dummy = got[0]
-        assert dummy.name.startswith("Dummy-")
+        assert isinstance(dummy, threadkit._DummyThread)
+        assert dummy.name == t.name  # the name threading gave it
         assert dummy.daemon
         with pytest.raises(RuntimeError):
             dummy.join()

@@ -30,6 +30,7 @@ from ._core import (
     sleep,
 )
 from ._iterators import concurrent_tee, serialize_iterator, synchronized_iterator
+from ._standin import install, is_installed
 from ._sync import (
     Barrier,
     BoundedSemaphore,
@@ -69,6 +70,7 @@ from ._threads import (
 # _dangling; _PyRLock, with _CRLock None: threadkit's RLock is written in Python).
 from ._threads import __excepthook__ as __excepthook__
 from ._threads import _active as _active
+from ._threads import _after_fork as _after_fork
 from ._threads import _DummyThread as _DummyThread
 from ._threads import _limbo as _limbo
 from ._threads import _MainThread as _MainThread
@@ -79,6 +81,11 @@ from ._threads import currentThread as currentThread
 
 _PyRLock = RLock
 _CRLock = None
+_HAVE_THREAD_NATIVE_ID = True
+#: Held while the table of threads changes; whoever takes it sees ``_active`` and
+#: ``_limbo`` still (as with ``threading._active_limbo_lock``). Not reentrant: nothing
+#: of threadkit's may be called while it is held.
+_active_limbo_lock = _threads._mutex
 _counter = _threads._counter
 _start_new_thread = _threads._start_new
 if _threads._start_joinable is not None:
@@ -110,6 +117,8 @@ def __getattr__(name: str) -> object:
         from ._threads import _dangling_threads
 
         return _dangling_threads()
+    if name == "_main_thread":  # a fork makes the forking thread the main one
+        return _threads._main_thread
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -162,4 +171,6 @@ __all__ = [
     "sleep",
     "Task",
     "TaskGroup",
+    "install",
+    "is_installed",
 ]

@@ -1,4 +1,4 @@
-"""The ``threadkit`` command line: ``threadkit demo``."""
+"""The ``threadkit`` command line: ``threadkit run`` and ``threadkit demo``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import time
 from collections.abc import Sequence
 
 import threadkit
+
+from . import _standin
 
 __all__ = ["main"]
 
@@ -27,11 +29,45 @@ def _seconds(text: str) -> float:
     return value
 
 
+_EXAMPLES = """\
+examples:
+  threadkit run prog.py --its-own-option     run prog.py on threadkit, as python would
+  threadkit run -m http.server 8000          run a module on threadkit, as python -m would
+  python -m threadkit run prog.py            the same, with a chosen interpreter
+  threadkit demo -n 3 --max-sleep 2          a short demo of what threadkit adds
+"""
+
+_RUN_HELP = """\
+usage: threadkit run prog.py [args ...]
+       threadkit run -m module [args ...]
+
+Run an unmodified program with threadkit standing in for threading: from its first
+import on, `import threading` gives threadkit, in the program and in the processes it
+starts with the same Python (multiprocessing, subprocess). sys.argv, __main__, sys.path,
+the exit status, tracebacks and signals are what `python prog.py` / `python -m module`
+give. A module that imported the real threading before threadkit (a .pth file that
+imports it at start-up) keeps it.
+
+examples:
+  threadkit run crawler.py --jobs 8
+  threadkit run -m pytest tests/
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="threadkit", description="threadkit: Python's threading, rebuilt on one core."
+        prog="threadkit",
+        description="threadkit: Python's threading, rebuilt on one core.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"threadkit {threadkit.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "run",
+        help="run a program (prog.py or -m module) with threadkit standing in for threading",
+        add_help=False,
+    )
     demo = commands.add_parser(
         "demo",
         help="run the threading documentation's example, then what threadkit adds",
@@ -199,8 +235,39 @@ def demo(threads: int, low: float, high: float, rng: random.Random) -> int:
     return 0
 
 
+def run(argv: Sequence[str]) -> int:
+    """``threadkit run``: run a program on threadkit; return its exit status (what it
+    raises, SystemExit included, propagates as from ``python prog.py``)."""
+    argv = list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_RUN_HELP, end="", file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    threadkit.install()
+    if argv[0] == "-m" or (argv[0].startswith("-m") and len(argv[0]) > 2):
+        name = argv[0][2:] or (argv[1] if len(argv) > 1 else "")
+        if not name:
+            print("threadkit run: -m needs a module name", file=sys.stderr)
+            return 2
+        rest = argv[1:] if argv[0] != "-m" else argv[2:]
+        _standin.run_module(name, rest)
+        return 0
+    if argv[0].startswith("-"):
+        print(f"threadkit run: unknown option {argv[0]}\n\n{_RUN_HELP}", end="", file=sys.stderr)
+        return 2
+    try:
+        _standin.run_path(argv[0], argv[1:])
+    except _standin.NoProgram as exc:
+        print(f"threadkit run: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``threadkit`` command."""
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "run":
+        return run(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "demo":
         if args.min_sleep > args.max_sleep:

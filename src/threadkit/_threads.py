@@ -34,6 +34,7 @@ from time import monotonic
 from types import TracebackType
 from typing import Any
 
+from . import _beside
 from ._core import (
     Cancelled,
     CancelScope,
@@ -199,7 +200,7 @@ INITIAL = ThreadState.INITIAL
 STARTED = ThreadState.STARTED
 STOPPED = ThreadState.STOPPED
 
-# Guards ``_active``, every thread's ``_state``, ``_ident`` and ``_native_id``, and
+# Guards ``_active``, every thread's ``_tk_state``, ``_ident`` and ``_native_id``, and
 # the wait queues of all threads (they share it). Never held while blocking.
 _mutex: Any = _thread.allocate_lock()
 #: Live threads by ident: threadkit's own, the main thread, and dummies for the rest.
@@ -271,6 +272,29 @@ def _current_excepthook() -> Callable[[Any], object]:
     return hook
 
 
+class _StartedEvent:
+    """``Thread._started``: the ``Event`` that ``threading``'s Thread sets once the
+    thread has started, which code written against ``threading`` reads (and CPython's
+    tests clear, to fake a thread that has not started).
+
+    Made on first read, since hardly anyone reads it; from then on it is an ordinary
+    attribute of the instance (this descriptor defines no ``__set__``), which
+    ``start()`` sets. Set at once for a thread already started.
+    """
+
+    def __get__(self, thread: Thread | None, owner: type | None = None) -> Any:
+        if thread is None:
+            return self
+        with _mutex:
+            event = thread.__dict__.get("_started")
+            if event is None:
+                event = Event()
+                if thread._tk_state is not INITIAL and thread._ident is not None:
+                    event.set()
+                thread.__dict__["_started"] = event
+        return event
+
+
 class Thread:
     """A thread of control, as ``threading.Thread``, that keeps its outcome.
 
@@ -281,7 +305,7 @@ class Thread:
     _initialized = False
     #: Not started by threadkit (the main thread, dummies): a missing native id
     #: will not arrive later, so ``native_id`` must not wait for it.
-    _foreign = False
+    _tk_foreign = False
 
     def __init__(
         self,
@@ -322,24 +346,24 @@ class Thread:
             self._daemonic = current_thread().daemon
         self._ident: int | None = None
         self._native_id: int | None = None
-        self._state = INITIAL
-        self._done = WaitQueue(_mutex)
-        self._result: Any = None
-        self._exception: BaseException | None = None
-        self._traceback: TracebackType | None = None
+        self._tk_state = INITIAL
+        self._tk_done = WaitQueue(_mutex)
+        self._tk_result: Any = None
+        self._tk_exception: BaseException | None = None
+        self._tk_traceback: TracebackType | None = None
         self._stderr = sys.stderr
         #: The outermost cancel scope of the thread: what ``cancel()`` cancels.
-        self._root_scope = CancelScope()
+        self._tk_root_scope = CancelScope()
         self._context = context
         #: What says the OS thread has exited (a ``_thread`` handle, or a lock the
         #: interpreter releases), or None: ``join`` waits for it after ``run()``.
-        self._os_handle: Any = None
-        self._os_fork_generation = _forks
+        self._tk_os_handle: Any = None
+        self._tk_forks = _forks
         self._initialized = True
 
     def __repr__(self) -> str:
         assert self._initialized, "Thread.__init__() was not called"
-        status = self._state.value
+        status = self._tk_state.value
         if self._daemonic:
             status += " daemon"
         if self._ident is not None:
@@ -359,11 +383,11 @@ class Thread:
         # (here: a thread running while its Thread says it was never started).
         install_interrupts()
         with _mutex:
-            if self._state is not INITIAL:
+            if self._tk_state is not INITIAL:
                 raise RuntimeError("threads can only be started once")
             if _shutting_down and not self._daemonic and sys.is_finalizing():
                 raise RuntimeError("can't create new thread at interpreter shutdown")
-            self._state = STARTED
+            self._tk_state = STARTED
             _limbo[self] = self
             if self._context is None and _INHERIT_CONTEXT:
                 self._context = contextvars.copy_context()
@@ -372,19 +396,22 @@ class Thread:
         except BaseException:
             with _mutex:
                 _limbo.pop(self, None)
-                self._state = INITIAL
+                self._tk_state = INITIAL
                 # Whoever began to wait for the thread meanwhile (join, native_id)
                 # learns that it never started.
-                woken = self._done.take_all_locked()
+                woken = self._tk_done.take_all_locked()
             wake(woken)
             raise
         with _mutex:
             _limbo.pop(self, None)
             self._ident = ident
             if handle is not None:
-                self._os_handle = handle
-            if self._state is STARTED:
+                self._tk_os_handle = handle
+            if self._tk_state is STARTED:
                 _active[ident] = self
+            started = self.__dict__.get("_started")
+        if started is not None:
+            started.set()
 
     @interruptible
     def run(self) -> Any:
@@ -417,9 +444,9 @@ class Thread:
         if _set_sentinel is not None:
             sentinel = _set_sentinel()
             sentinel.acquire()  # the interpreter releases it once the thread is gone
-            self._os_handle = sentinel
+            self._tk_os_handle = sentinel
         rec = register_current(self)
-        scopes = self._scopes()
+        scopes = self._tk_scopes()
         attach_scopes(rec, scopes)
         ident = get_ident()
         with _mutex:
@@ -428,9 +455,10 @@ class Thread:
             self._native_id = get_native_id()
             _active[ident] = self
             # Wake readers of native_id, who wait for the thread to run.
-            woken = self._done.take_all_locked()
+            woken = self._tk_done.take_all_locked()
         wake(woken)
         self._set_os_name()
+        mirror = _beside.mirror(self)
         try:
             if _trace_hook is not None:
                 sys.settrace(_trace_hook)
@@ -439,25 +467,27 @@ class Thread:
             try:
                 context = self._context
                 if context is None:
-                    self._result = self.run()
+                    self._tk_result = self.run()
                 else:
                     self._context = None  # the thread's own from now on
-                    self._result = context.run(self.run)
+                    self._tk_result = context.run(self.run)
             except BaseException as exc:
-                self._exception = exc
-                self._traceback = exc.__traceback__
+                self._tk_exception = exc
+                self._tk_traceback = exc.__traceback__
                 # Ending because someone called cancel() is not a failure.
-                if not (isinstance(exc, Cancelled) and exc.scope is self._root_scope):
-                    self._report(exc)
-                _clear_frames(self._traceback)
+                if not (isinstance(exc, Cancelled) and exc.scope is self._tk_root_scope):
+                    self._tk_report(exc)
+                _clear_frames(self._tk_traceback)
                 del exc
         finally:
+            if mirror is not None:
+                _beside.unmirror(mirror)
             detach_scopes(rec, scopes)
             with _mutex:
                 if _active.get(ident) is self:
                     del _active[ident]
-                self._state = STOPPED
-                woken = self._done.take_all_locked()
+                self._tk_state = STOPPED
+                woken = self._tk_done.take_all_locked()
             wake(woken)
             unregister_current()
 
@@ -469,12 +499,12 @@ class Thread:
             except OSError:
                 pass
 
-    def _scopes(self) -> list[CancelScope]:
+    def _tk_scopes(self) -> list[CancelScope]:
         """The cancel scopes the new thread starts inside, outermost first."""
-        return [self._root_scope]
+        return [self._tk_root_scope]
 
     @interruptible  # it runs excepthook
-    def _report(self, exc: BaseException) -> None:
+    def _tk_report(self, exc: BaseException) -> None:
         """Hand an uncaught exception to ``excepthook``, as ``threading`` does."""
         args = ExceptHookArgs([type(exc), exc, exc.__traceback__, self])
         try:
@@ -489,7 +519,7 @@ class Thread:
         finally:
             del args
 
-    def _wait_stopped(
+    def _tk_wait_stopped(
         self, timeout: float | None, cancellable: bool = True, what: str = "join"
     ) -> bool:
         """Park until the thread has stopped; return False if ``timeout`` expired.
@@ -499,7 +529,7 @@ class Thread:
         """
         if cancellable and armed[0]:
             checkpoint()
-        if self._state is STOPPED:
+        if self._tk_state is STOPPED:
             return True
         if _JOIN_REFUSED_AT_FINALIZATION and sys.is_finalizing():
             # The interpreter no longer runs other threads' Python code: the
@@ -507,20 +537,20 @@ class Thread:
             assert _FinalizationError is not None
             raise _FinalizationError(f"cannot {what} thread at interpreter shutdown")
         deadline = None if timeout is None else monotonic() + max(timeout, 0)
-        stopped = self._done.wait_until(
-            current_record(), self, "join", self._not_running, deadline, cancellable
+        stopped = self._tk_done.wait_until(
+            current_record(), self, "join", self._tk_not_running, deadline, cancellable
         )
-        if self._state is INITIAL:
+        if self._tk_state is INITIAL:
             raise RuntimeError(f"cannot {what} thread before it is started")
         return stopped
 
-    def _not_running(self) -> bool:
-        return self._state is not STARTED
+    def _tk_not_running(self) -> bool:
+        return self._tk_state is not STARTED
 
-    def _check_waitable(self, what: str) -> None:
+    def _tk_check_waitable(self, what: str) -> None:
         if not self._initialized:
             raise RuntimeError("Thread.__init__() not called")
-        if self._state is INITIAL:
+        if self._tk_state is INITIAL:
             raise RuntimeError(f"cannot {what} thread before it is started")
         if self is current_thread():
             raise RuntimeError(f"cannot {what} current thread")
@@ -533,19 +563,19 @@ class Thread:
         thread's own exception: use ``result()`` for that. A cancellation point:
         ``Cancelled`` on entry or while waiting (the thread itself is unaffected).
         """
-        self._check_waitable("join")
+        self._tk_check_waitable("join")
         deadline = None if timeout is None else monotonic() + max(timeout, 0)
-        if self._wait_stopped(timeout):
-            self._wait_exited(deadline)
+        if self._tk_wait_stopped(timeout):
+            self._tk_wait_exited(deadline)
 
     @interruptible  # a wait in C, with nothing of threadkit's to protect
-    def _wait_exited(self, deadline: float | None) -> None:
+    def _tk_wait_exited(self, deadline: float | None) -> None:
         """After ``run()`` has ended: wait (until ``deadline``) for the OS thread to
         exit, as ``threading``'s ``join`` does, so that its ``threading.local``
         values are gone when ``join`` returns. Only the thread's own teardown is
         left to wait for, so this short last wait is made in C."""
-        handle = self._os_handle
-        if handle is None or sys.is_finalizing() or self._os_fork_generation != _forks:
+        handle = self._tk_os_handle
+        if handle is None or sys.is_finalizing() or self._tk_forks != _forks:
             return  # or the thread ended in the process this one was forked from
         timeout = -1.0 if deadline is None else max(deadline - monotonic(), 0.0)
         if _start_joinable is not None:
@@ -562,22 +592,22 @@ class Thread:
         (seconds) expires first, RuntimeError for a thread not yet started or for
         the calling thread itself. A cancellation point, like ``join``.
         """
-        self._check_waitable("get the result of")
-        if not self._wait_stopped(timeout, what="get the result of"):
+        self._tk_check_waitable("get the result of")
+        if not self._tk_wait_stopped(timeout, what="get the result of"):
             raise TimeoutError(f"{self._name} did not finish within {timeout} seconds")
-        if self._exception is not None:
-            raise self._exception.with_traceback(self._traceback)
-        return self._result
+        if self._tk_exception is not None:
+            raise self._tk_exception.with_traceback(self._tk_traceback)
+        return self._tk_result
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """Wait for the thread to end; return the exception ``run()`` raised, or None.
 
         Raises TimeoutError if ``timeout`` (seconds) expires first.
         """
-        self._check_waitable("get the exception of")
-        if not self._wait_stopped(timeout, what="get the exception of"):
+        self._tk_check_waitable("get the exception of")
+        if not self._tk_wait_stopped(timeout, what="get the exception of"):
             raise TimeoutError(f"{self._name} did not finish within {timeout} seconds")
-        return self._exception
+        return self._tk_exception
 
     def cancel(self) -> None:
         """Cancel what this thread is doing and will do.
@@ -588,17 +618,38 @@ class Thread:
         thread, before or after ``start()``; never blocks. A thread that ends with
         this ``Cancelled`` is not reported to ``excepthook``.
         """
-        self._root_scope.cancel()
+        self._tk_root_scope.cancel()
 
     @property
     def cancel_called(self) -> bool:
         """True once ``cancel()`` was called on this thread."""
-        return self._root_scope.cancel_called
+        return self._tk_root_scope.cancel_called
 
     def is_alive(self) -> bool:
         """Return True from ``start()`` until ``run()`` has ended."""
         assert self._initialized, "Thread.__init__() not called"
-        return self._state is STARTED
+        return self._tk_state is STARTED
+
+    # -- CPython's private surface -------------------------------------------------------
+    # What code written against threading.Thread reads or calls (multiprocessing, test
+    # helpers, subclasses); threadkit's own state is all under ``_tk_`` names.
+    _started = _StartedEvent()
+
+    @property
+    def _is_stopped(self) -> bool:
+        """True once ``run()`` has ended (``threading``'s attribute before 3.13)."""
+        return self._tk_state is STOPPED
+
+    def _set_ident(self) -> None:
+        """Note the calling thread's ident as this thread's."""
+        with _mutex:
+            self._ident = get_ident()
+
+    def _set_native_id(self) -> None:
+        """Note the calling thread's OS id as this thread's (``multiprocessing`` calls
+        it on the main thread of each process it starts)."""
+        with _mutex:
+            self._native_id = get_native_id()
 
     # -- attributes ---------------------------------------------------------------------
     @property
@@ -631,12 +682,12 @@ class Thread:
             # The main thread, when threadkit was first imported in another thread.
             with _mutex:
                 self._native_id = get_native_id()
-        if self._native_id is None and self._state is STARTED and not self._foreign:
-            self._done.wait_until(
+        if self._native_id is None and self._tk_state is STARTED and not self._tk_foreign:
+            self._tk_done.wait_until(
                 current_record(),
                 self,
                 "native_id",
-                lambda: self._native_id is not None or self._state is not STARTED,
+                lambda: self._native_id is not None or self._tk_state is not STARTED,
                 None,
                 False,
             )
@@ -654,7 +705,7 @@ class Thread:
             raise RuntimeError("Thread.__init__() not called")
         if daemonic and not _daemon_threads_allowed():
             raise RuntimeError("daemon threads are disabled in this interpreter")
-        if self._state is not INITIAL:
+        if self._tk_state is not INITIAL:
             raise RuntimeError("cannot set daemon status of active thread")
         self._daemonic = daemonic
 
@@ -734,11 +785,11 @@ class Timer(Thread):
 class _MainThread(Thread):
     """The thread the interpreter started in."""
 
-    _foreign = True
+    _tk_foreign = True
 
     def __init__(self, ident: int, native_id: int | None) -> None:
         Thread.__init__(self, name="MainThread", daemon=False)
-        self._state = STARTED
+        self._tk_state = STARTED
         self._ident = ident
         self._native_id = native_id
 
@@ -750,12 +801,14 @@ class _DummyThread(Thread):
     when its thread ends.
     """
 
-    _foreign = True
+    _tk_foreign = True
 
     def __init__(self) -> None:
-        Thread.__init__(self, name=_newname("Dummy-%d"), daemon=True)
         ident = get_ident()
-        self._state = STARTED
+        # A thread threading started is known by the name threading gave it.
+        name = _beside.name_of(ident) or _newname("Dummy-%d")
+        Thread.__init__(self, name=name, daemon=True)
+        self._tk_state = STARTED
         self._ident = ident
         self._native_id = get_native_id()
         sentinel = _DummySentinel()
@@ -768,7 +821,8 @@ class _DummyThread(Thread):
             _bind_foreign(rec)
 
     def is_alive(self) -> bool:
-        if self._state is STARTED:
+        started = self.__dict__.get("_started")
+        if self._tk_state is STARTED and (started is None or started.is_set()):
             return True
         raise RuntimeError("thread is not alive")
 
@@ -800,8 +854,8 @@ def _dummy_ended(thread: _DummyThread, _ref: object) -> None:
         if ident is not None and _active.get(ident) is thread:
             del _active[ident]
             _dummy_refs.pop(ident, None)
-        thread._state = STOPPED
-        woken = thread._done.take_all_locked()
+        thread._tk_state = STOPPED
+        woken = thread._tk_done.take_all_locked()
     wake(woken)
 
 
@@ -831,7 +885,7 @@ def _bind_foreign(rec: ThreadRecord) -> None:
     thread = _active.get(rec.ident)
     if thread is not None and rec.thread is None:
         rec.thread = thread
-        enter_root(rec, thread._root_scope)
+        enter_root(rec, thread._tk_root_scope)
 
 
 set_foreign_record_hook(_bind_foreign)
@@ -986,8 +1040,8 @@ def _shutdown() -> None:
     # It stays in ``_active``, as in ``threading``: code that runs during the exit
     # (``__del__`` methods, a trace function) still finds it as ``current_thread()``.
     with _mutex:
-        _main_thread._state = STOPPED
-        woken = _main_thread._done.take_all_locked()
+        _main_thread._tk_state = STOPPED
+        woken = _main_thread._tk_done.take_all_locked()
     wake(woken)
     _run_atexit_calls()
     try:
@@ -1073,7 +1127,7 @@ def _join_non_daemon(deadline: float | None, cancel: bool = False) -> bool:
         for thread in pending:
             timeout = None if deadline is None else max(deadline - monotonic(), 0)
             try:
-                if not thread._wait_stopped(timeout, cancellable=False):
+                if not thread._tk_wait_stopped(timeout, cancellable=False):
                     return False
             except RuntimeError:
                 pass  # its start() failed: there is nothing to wait for
@@ -1115,6 +1169,7 @@ def say_still_running(
 
 
 atexit.register(_shutdown)
+_beside.watch(_shutdown)
 
 
 def _after_fork() -> None:
@@ -1129,11 +1184,11 @@ def _after_fork() -> None:
     current: Thread | None = _active.get(ident)
     for thread in [*_active.values(), *_limbo]:
         if thread is not current:
-            thread._state = STOPPED
+            thread._tk_state = STOPPED
             # Its OS thread does not exist here (and a sentinel lock it held would
             # stay held for ever).
-            thread._os_handle = None
-        thread._done.waiters.clear()
+            thread._tk_os_handle = None
+        thread._tk_done.waiters.clear()
     _active.clear()
     _limbo.clear()
     _dummy_refs.clear()

@@ -170,7 +170,7 @@ class Worker(Thread):
         else:
             self._own_name = str(name)
 
-    def _scopes(self) -> list[Any]:
+    def _tk_scopes(self) -> list[Any]:
         # Between jobs a worker is inside no scope; each job brings its own.
         return []
 

@@ -1,0 +1,211 @@
+"""threadkit beside the stdlib's ``threading``: what keeps a program whole when both run.
+
+Without the stand-in (``import threadkit`` in a program that also, directly or through
+``logging``, ``concurrent.futures`` and the like, imports the real ``threading``), two
+things would go wrong, and this module fixes both:
+
+1. **Names.** ``threading.current_thread()`` in a thread that ``threading`` did not start
+   makes a ``_DummyThread`` named ``Dummy-N``; ``logging``'s ``%(threadName)s`` would print
+   that for every threadkit thread. So a threadkit thread, when it starts, enters itself in
+   ``threading``'s table of threads as a *mirror*: a ``threading._DummyThread`` subclass
+   whose name and daemon flag are read from the threadkit thread (a worker shows the name
+   of the task it runs). It leaves the table when the thread ends. Threads started before
+   ``threading`` was first imported are not mirrored: a mirror can only be made by its own
+   thread, at its start.
+2. **Exit order.** The interpreter's exit calls ``threading._shutdown()``, which runs the
+   functions given to ``threading._register_atexit`` and joins ``threading``'s threads,
+   before any ``atexit`` handler. threadkit's own ``_shutdown`` is an ``atexit`` handler, so
+   a module imported after threadkit (``logging`` is the common one) would shut down
+   before threadkit's non-daemon threads are joined, and a line they log late would be
+   lost. So threadkit's ``_shutdown`` is registered with ``threading._register_atexit``
+   too: at import if ``threading`` is loaded, otherwise as soon as it is, by a finder
+   that watches for that one import and leaves ``sys.meta_path`` once it has seen it.
+
+When threadkit *is* ``threading`` (the stand-in), neither applies and nothing here runs.
+
+The runtime never imports ``threading``; this module only looks in ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import _thread
+import sys
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
+
+__all__ = ["forget", "mirror", "name_of", "unmirror", "watch"]
+
+_PACKAGE = __package__ or "threadkit"
+#: ``threading`` module -> its mirror class (one per module object: tests reload it).
+_classes: dict[int, tuple[ModuleType, type]] = {}
+_hook: Callable[[], object] | None = None
+_registered: set[int] = set()
+_lock = _thread.allocate_lock()
+
+
+def _stdlib() -> ModuleType | None:
+    """The real ``threading`` if it is loaded and threadkit does not stand in for it."""
+    std = sys.modules.get("threading")
+    if std is None or std is sys.modules.get(_PACKAGE) or std.__name__ != "threading":
+        return None
+    return std
+
+
+def _mirror_class(std: ModuleType) -> type:
+    entry = _classes.get(id(std))
+    if entry is not None and entry[0] is std:
+        return entry[1]
+    base: Any = std._DummyThread
+
+    class ThreadkitThread(base):  # type: ignore[misc]
+        """A threadkit thread as ``threading`` sees it: a ``_DummyThread`` (a thread
+        ``threading`` did not start and will not wait for) that carries the threadkit
+        thread's name and daemon flag."""
+
+        _tk_thread: Any = None
+
+        def __init__(self, thread: Any) -> None:
+            self._tk_thread = thread
+            base.__init__(self)
+
+        @property
+        def _name(self) -> str:
+            return str(self._tk_thread.name)
+
+        @_name.setter
+        def _name(self, name: str) -> None:
+            # threading's Thread.__init__ sets a name of its own; a rename made
+            # through threading afterwards renames the threadkit thread.
+            if self.__dict__.get("_initialized"):
+                self._tk_thread.name = name
+
+        @property
+        def _daemonic(self) -> bool:
+            return bool(self._tk_thread.daemon)
+
+        @_daemonic.setter
+        def _daemonic(self, daemonic: bool) -> None:
+            pass  # fixed at the threadkit thread's start
+
+    ThreadkitThread.__module__ = _PACKAGE
+    with _lock:
+        _classes[id(std)] = (std, ThreadkitThread)
+    return ThreadkitThread
+
+
+def mirror(thread: object) -> Any:
+    """In a threadkit thread that has just started: enter it in ``threading``'s table
+    (if ``threading`` is loaded) and return the mirror, for ``unmirror`` at its end."""
+    std = _stdlib()
+    if std is None:
+        return None
+    try:
+        return _mirror_class(std)(thread)
+    except Exception:
+        return None  # a threading we do not know the insides of: Dummy-N it is
+
+
+def name_of(ident: int) -> str | None:
+    """The name ``threading`` knows the thread ``ident`` by, if it started it."""
+    std = _stdlib()
+    thread = None if std is None else getattr(std, "_active", {}).get(ident)
+    if thread is None or getattr(thread, "_tk_thread", None) is not None:
+        return None
+    try:
+        return str(thread.name)
+    except Exception:
+        return None
+
+
+def unmirror(mirror: Any) -> None:
+    """In the ending thread: take its mirror out of ``threading``'s table (3.12+ does
+    it too, when the thread's state goes; 3.11 would keep it for ever)."""
+    std = sys.modules.get("threading")
+    ident = mirror._ident
+    table = getattr(std, "_active", None)
+    lock = getattr(std, "_active_limbo_lock", None)
+    if table is None or lock is None:
+        return
+    with lock:
+        if table.get(ident) is mirror:
+            del table[ident]
+
+
+def _register(std: ModuleType) -> None:
+    """Have ``threading``'s exit call threadkit's ``_shutdown`` before ``atexit`` runs."""
+    hook = _hook
+    register = getattr(std, "_register_atexit", None)
+    if hook is None or register is None:
+        return
+    with _lock:
+        if id(std) in _registered:
+            return
+        _registered.add(id(std))
+    try:
+        register(hook)
+    except RuntimeError:
+        pass  # threading is already shutting down: threadkit's atexit handler will do
+
+
+class _Watch:
+    """A ``sys.meta_path`` finder that finds nothing: it sees ``threading`` being
+    imported, lets the other finders find it, and registers threadkit's exit with it
+    once its code has run."""
+
+    def find_spec(
+        self, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> Any:
+        if name != "threading":
+            return None
+        forget()
+        from importlib.util import find_spec
+
+        spec = find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _Registering(spec.loader)  # type: ignore[assignment]
+        return spec
+
+
+class _Registering:
+    """The real loader of ``threading``, which afterwards registers threadkit's exit."""
+
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        module.__loader__ = self._loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        _register(module)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+_watch = _Watch()
+
+
+def watch(shutdown: Callable[[], object]) -> None:
+    """At import: make ``threading``'s exit call ``shutdown`` first, now if it is
+    loaded, or when it is."""
+    global _hook
+    _hook = shutdown
+    std = _stdlib()
+    if std is not None:
+        _register(std)
+    elif sys.modules.get("threading") is None and _watch not in sys.meta_path:
+        sys.meta_path.insert(0, _watch)
+
+
+def forget() -> None:
+    """Stop watching for ``threading`` (it was imported, or threadkit stands in for it)."""
+    try:
+        sys.meta_path.remove(_watch)
+    except ValueError:
+        pass
