@@ -147,10 +147,10 @@ IMPLEMENTATION_DETAILS = {
     ),
 }
 
-if sys.version_info[:2] == (3, 11):
+if sys.version_info < (3, 13):
     IMPLEMENTATION_DETAILS["ThreadTests.test_foreign_thread"] = (
         "expects the dummy of an ended foreign thread to stay in threading._active, "
-        "where CPython 3.11 leaves it; threadkit removes it when the thread ends"
+        "where CPython before 3.13 leaves it; threadkit removes it when the thread ends"
     )
 
 if sys.version_info[:2] == (3, 12):
