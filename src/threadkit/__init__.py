@@ -11,6 +11,7 @@ cannot outlive its ``with`` block, raising every failure together.
 
 from __future__ import annotations
 
+import _thread
 import sys
 import types
 from _thread import TIMEOUT_MAX
@@ -74,6 +75,7 @@ from ._threads import _after_fork as _after_fork
 from ._threads import _DummyThread as _DummyThread
 from ._threads import _limbo as _limbo
 from ._threads import _MainThread as _MainThread
+from ._threads import _newname as _newname
 from ._threads import _register_atexit as _register_atexit
 from ._threads import _shutdown as _shutdown
 from ._threads import activeCount as activeCount
@@ -82,6 +84,7 @@ from ._threads import currentThread as currentThread
 _PyRLock = RLock
 _CRLock = None
 _HAVE_THREAD_NATIVE_ID = True
+_allocate_lock = _thread.allocate_lock
 #: Held while the table of threads changes; whoever takes it sees ``_active`` and
 #: ``_limbo`` still (as with ``threading._active_limbo_lock``). Not reentrant: nothing
 #: of threadkit's may be called while it is held.
@@ -101,6 +104,11 @@ class _Module(types.ModuleType):
         target = _FORWARDED.get(name)
         if target is not None:
             setattr(_threads, target, value)
+        if name == "_main_thread":
+            # What main_thread() returns (gevent sets it); read back through
+            # __getattr__, since a fork changes it too.
+            _threads._main_thread = value  # type: ignore[assignment]
+            return
         super().__setattr__(name, value)
 
 

@@ -117,7 +117,7 @@ def run_path(path: str, args: Sequence[str]) -> None:
     as ``python path args...`` does, in this process."""
     sys.argv = [path, *args]
     if os.path.isdir(path) or (not path.endswith((".py", ".pyw")) and _is_zip(path)):
-        _set_path0(path)
+        _set_path0(os.path.abspath(path))
         import runpy
 
         main = _fresh_main()
@@ -202,7 +202,8 @@ def _report_from(exc: BaseException, start: TracebackType | None) -> None:
         if sys.excepthook is report:
             sys.excepthook = hook
         if value is exc:
-            trace = start
+            # Printed from the exception's own traceback, whatever the argument says.
+            trace = value.__traceback__ = start
         hook(kind, value, trace)
 
     sys.excepthook = report

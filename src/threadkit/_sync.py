@@ -432,6 +432,13 @@ class Condition:
     def __repr__(self) -> str:
         return f"<{_class_name(self)}({self._lock!r}, {len(self._waiters)})>"
 
+    def _at_fork_reinit(self) -> None:
+        """In a forked child: the lock free and no waiters (``multiprocessing``'s queues
+        call it), as ``threading.Condition._at_fork_reinit``."""
+        self._lock._at_fork_reinit()
+        self._queue.mutex._at_fork_reinit()
+        self._waiters.clear()
+
     def _release_save(self) -> Any:
         self._lock.release()
 

@@ -295,6 +295,29 @@ class _StartedEvent:
         return event
 
 
+class _Handle:
+    """The part of ``_thread._ThreadHandle`` that code outside ``threading`` uses."""
+
+    __slots__ = ("_thread",)
+
+    def __init__(self, thread: Thread) -> None:
+        self._thread = thread
+
+    @property
+    def ident(self) -> int | None:
+        return self._thread._ident
+
+    def is_done(self) -> bool:
+        """True once the thread has ended."""
+        return self._thread._tk_state is STOPPED
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread to end, at most ``timeout`` seconds."""
+        thread = self._thread
+        if thread._tk_state is STARTED and thread is not current_thread():
+            thread.join(timeout)
+
+
 class Thread:
     """A thread of control, as ``threading.Thread``, that keeps its outcome.
 
@@ -639,6 +662,14 @@ class Thread:
     def _is_stopped(self) -> bool:
         """True once ``run()`` has ended (``threading``'s attribute before 3.13)."""
         return self._tk_state is STOPPED
+
+    @property
+    def _os_thread_handle(self) -> _Handle:
+        """What says whether the thread has ended (``threading``'s ``_os_thread_handle``
+        from 3.14, ``_handle`` on 3.13; debuggers read them)."""
+        return _Handle(self)
+
+    _handle = _os_thread_handle
 
     def _set_ident(self) -> None:
         """Note the calling thread's ident as this thread's."""
