@@ -66,8 +66,27 @@ def _mirror_class(std: ModuleType) -> type:
         _tk_thread: Any = None
 
         def __init__(self, thread: Any) -> None:
+            # What _DummyThread.__init__ does (3.11 to 3.15), but for the object by
+            # which 3.12+ removes a dummy when its thread's state is deleted. That
+            # object's __del__ takes threading._active_limbo_lock, and in a child
+            # forked from another thread CPython deletes the other threads' states
+            # before any fork hook has reset the lock, which one of them may have
+            # held at the fork: the child hung (often, 16 threads forking, 3.15t).
+            # unmirror() removes the mirror instead.
             self._tk_thread = thread
-            base.__init__(self)
+            std.Thread.__init__(self, name="", daemon=True)
+            self._started.set()
+            self._set_ident()
+            make_handle = getattr(std, "_make_thread_handle", None)
+            if make_handle is not None:
+                for field in ("_os_thread_handle", "_handle"):
+                    if field in self.__dict__:
+                        setattr(self, field, make_handle(self._ident))
+                        break
+            if getattr(std, "_HAVE_THREAD_NATIVE_ID", False):
+                self._set_native_id()
+            with std._active_limbo_lock:
+                std._active[self._ident] = self
 
         @property
         def _name(self) -> str:
@@ -119,8 +138,7 @@ def name_of(ident: int) -> str | None:
 
 
 def unmirror(mirror: Any) -> None:
-    """In the ending thread: take its mirror out of ``threading``'s table (3.12+ does
-    it too, when the thread's state goes; 3.11 would keep it for ever)."""
+    """In the ending thread: take its mirror out of ``threading``'s table."""
     std = sys.modules.get("threading")
     ident = mirror._ident
     table = getattr(std, "_active", None)
