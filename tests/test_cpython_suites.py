@@ -24,36 +24,11 @@ from typing import Any
 import pytest
 
 import threadkit
+from cpython_details import IMPLEMENTATION_DETAILS
 
-# The start of every child program: threadkit is what `import threading` finds (and
-# only then: the child's own "is threading imported yet?" checks still hold). The
-# finder lives in a namespace of its own: one defined in the program's `__main__`
-# would keep `__main__`'s globals alive through `sys.meta_path` until too late in
-# the exit for their `__del__` methods to run.
-_FINDER = """
-import importlib.util, sys
-
-class ThreadkitStandIn:
-    @classmethod
-    def find_spec(cls, name, path=None, target=None):
-        if name == "threading":
-            return importlib.util.spec_from_loader(name, cls)
-        return None
-
-    @staticmethod
-    def create_module(spec):
-        import threadkit
-
-        ThreadkitStandIn.spec = threadkit.__spec__
-        return threadkit
-
-    @staticmethod
-    def exec_module(module):
-        module.__spec__ = ThreadkitStandIn.spec
-
-sys.meta_path.insert(0, ThreadkitStandIn)
-"""
-STAND_IN = f"exec({_FINDER!r}, {{'__name__': 'threadkit_stand_in'}})\n"
+# The start of every child program: threadkit stands in for `threading` from its first
+# import (and only then: the child's own "is threading imported yet?" checks hold).
+STAND_IN = "__import__('threadkit').install()\n"
 
 
 def _child_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -117,48 +92,6 @@ if lock_tests is None:
     pytest.skip("this interpreter has no test package", allow_module_level=True)
 test_threading = _load("test_threading", lock_tests=lock_tests)
 test_threading_local = _load("test_threading_local")
-
-
-# Tests of CPython implementation details that a pure-Python module cannot share, by
-# "Class.test": why. Kept in step with docs/coming-from-threading.md.
-IMPLEMENTATION_DETAILS = {
-    "ThreadTests.test_disallow_instantiation": (
-        "before 3.13, threading.Lock is a factory of the C type _thread.lock, which "
-        "cannot be instantiated itself; threadkit.Lock is a class"
-    ),
-    "ThreadTests.test_tstate_lock": "reads Thread._tstate_lock (3.11, 3.12)",
-    "ThreadTests.test_shutdown_locks": "reads threading._shutdown_locks (3.11, 3.12)",
-    "ThreadTests.test_ident_of_no_threading_threads": (
-        "deletes the dummy of an ended foreign thread from threading._active, where "
-        "CPython before 3.13 leaves it for ever; threadkit removes it when the thread "
-        "ends, as 3.13 does"
-    ),
-    "EventTests.test_at_fork_reinit": (
-        "reads Event._cond, the Condition inside CPython's Event; threadkit's Event has none"
-    ),
-    "MiscTestCase.test__all__": (
-        "compares __all__ with the names whose __module__ is 'threading'; threadkit's "
-        "live in its own modules (tests/test_conformance.py checks the API instead)"
-    ),
-    "ThreadingExceptionTests.test_print_exception_gh_102056": (
-        "a Ctrl-C (interrupt_main) while the program recurses at the recursion limit: "
-        "threadkit's SIGINT handler is a Python function, which sometimes cannot be "
-        "called there, and then the program catches the RecursionError instead"
-    ),
-}
-
-if sys.version_info < (3, 13):
-    IMPLEMENTATION_DETAILS["ThreadTests.test_foreign_thread"] = (
-        "expects the dummy of an ended foreign thread to stay in threading._active, "
-        "where CPython before 3.13 leaves it; threadkit removes it when the thread ends"
-    )
-
-if sys.version_info[:2] == (3, 12):
-    IMPLEMENTATION_DETAILS["ThreadJoinOnShutdown.test_3_join_in_forked_from_thread"] = (
-        "3.12 refuses fork() once the main thread has begun to exit; the test's worker "
-        "forks at once and wins that race because threading's start() waits until the "
-        "new thread runs, which threadkit's does not"
-    )
 
 
 def _skip_details(case: type) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 import threadkit
+from cpython_details import IMPLEMENTATION_DETAILS
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -641,3 +642,35 @@ def test_threading_sees_threadkit_names() -> None:
     ]
     # Gone from threading's table once it has ended.
     assert all(getattr(x, "_tk_thread", None) is not t for x in threading._active.values())
+
+
+# -- CPython's own suites under the stand-in ------------------------------------------------
+
+
+def _has_test_package(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(f"test.{name}") is not None
+    except ImportError:
+        return False
+
+
+@needs_pth
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("suite", ["test_threading", "test_logging"])
+def test_stdlib_suite_under_the_standin(tmp_path: Path, suite: str) -> None:
+    # The whole interpreter on threadkit: the test runner, test.support, logging,
+    # every child process. Skipped: the implementation details listed for the
+    # in-process run.
+    if not _has_test_package(suite):
+        pytest.skip(f"this Python has no test.{suite}")
+    ignore = [arg for key in IMPLEMENTATION_DETAILS for arg in ("-i", f"*.{key}")]
+    out = run(
+        ["-m", "test", suite, "--timeout", "300", *ignore],
+        tmp_path,
+        env=dict(ENV, THREADKIT_STANDIN="1"),
+        timeout=500,
+    )
+    assert "Result: SUCCESS" in out.stdout, out.stdout[-3000:] + out.stderr[-2000:]
+    assert out.returncode == 0

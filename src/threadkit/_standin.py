@@ -46,33 +46,67 @@ class NoProgram(Exception):
     """The program to run cannot be read."""
 
 
+class _StandIn:
+    """The ``sys.meta_path`` finder that answers ``import threading`` with threadkit.
+
+    It answers only when ``threading`` is imported, not at ``install()``: until then
+    ``"threading" in sys.modules`` stays False, as programs and tests that check
+    whether something imported threading expect.
+    """
+
+    @classmethod
+    def find_spec(
+        cls, name: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None
+    ) -> Any:
+        if name != "threading":
+            return None
+        from importlib.util import spec_from_loader
+
+        return spec_from_loader(name, cls)  # type: ignore[arg-type]
+
+    @staticmethod
+    def create_module(spec: Any) -> types.ModuleType:
+        return sys.modules[_PACKAGE]
+
+    @staticmethod
+    def exec_module(module: types.ModuleType) -> None:
+        # The import system gave the package the spec of "threading": threadkit's
+        # own is the true one (importlib.reload and pickle by reference read it).
+        module.__spec__ = _SPEC
+
+
+_SPEC = sys.modules[_PACKAGE].__spec__
+
+
 def is_installed() -> bool:
     """Return True if threadkit stands in for ``threading`` in this process:
-    ``import threading`` gives threadkit."""
-    return sys.modules.get("threading") is sys.modules[_PACKAGE]
+    ``import threading`` gives (or has given) threadkit."""
+    loaded = sys.modules.get("threading")
+    if loaded is not None:
+        return loaded is sys.modules[_PACKAGE]
+    return _StandIn in sys.meta_path
 
 
 def install() -> None:
     """Make threadkit stand in for ``threading``, in this process and the processes it
     starts with the same Python (``multiprocessing``, ``subprocess``).
 
-    Call it before anything imports ``threading``: as the first line of the program,
-    before other imports. Does nothing if threadkit already stands in. Raises
-    RuntimeError, and changes nothing, if the real ``threading`` is already imported:
-    the modules that imported it would keep it, so the program would run on two
-    thread modules at once. ``threadkit run`` or ``THREADKIT_STANDIN=1`` install it
-    before any code of the program runs.
+    From now on ``import threading`` gives threadkit. Call it before anything imports
+    ``threading``: as the first line of the program, before other imports. Does
+    nothing if threadkit already stands in. Raises RuntimeError, and changes nothing,
+    if the real ``threading`` is already imported: the modules that imported it would
+    keep it, so the program would run on two thread modules at once. ``threadkit run``
+    and ``THREADKIT_STANDIN=1`` install it before any code of the program runs.
     """
     if not is_installed():
-        loaded = sys.modules.get("threading")
-        if loaded is not None:
+        if sys.modules.get("threading") is not None:
             raise RuntimeError(
                 "threading is already imported, so threadkit cannot stand in for it: "
                 "call threadkit.install() before anything imports threading, or start "
                 "the program with `threadkit run` (or THREADKIT_STANDIN=1)"
             )
-        sys.modules["threading"] = sys.modules[_PACKAGE]
         _beside.forget()
+        sys.meta_path.insert(0, _StandIn)
     os.environ[ENV] = "1"
 
 

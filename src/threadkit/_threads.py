@@ -21,6 +21,7 @@ from __future__ import annotations
 import _thread
 import atexit
 import builtins
+import collections
 import contextvars
 import enum
 import functools
@@ -101,8 +102,9 @@ def _start_os_thread(bootstrap: Callable[[], object], args: tuple[()]) -> tuple[
     """Start an OS thread running ``bootstrap()``; return its ident, and the handle
     that tells when it has exited (3.13+; None before, see ``_set_sentinel``)."""
     if _start_joinable is not None:
-        # Daemon for the runtime: waiting for threads at exit is _shutdown's.
-        handle = _start_joinable(bootstrap, daemon=True)
+        # Daemon for the runtime: waiting for threads at exit is _shutdown's (where
+        # the interpreter allows daemon threads: not in an isolated subinterpreter).
+        handle = _start_joinable(bootstrap, daemon=_daemon_threads_allowed())
         return handle.ident, handle
     return _start_new(bootstrap, args), None
 
@@ -240,6 +242,25 @@ def _clear_frames(tb: TracebackType | None) -> None:
             except RuntimeError:
                 pass  # a frame still running (the one that caught the exception)
         tb = tb.tb_next
+
+
+#: Non-daemon threads that have ended ``run()`` and whose OS threads may not have
+#: exited yet (under ``_mutex``): the exit waits for those too.
+_exiting: collections.deque[Thread] = collections.deque()
+
+
+def _note_exiting(thread: Thread) -> None:
+    """Under ``_mutex``: add ``thread``, and forget those whose OS threads have exited
+    (they end in about the order they stopped, so look from the oldest)."""
+    while _exiting and _os_thread_exited(_exiting[0]._tk_os_handle):
+        _exiting.popleft()
+    _exiting.append(thread)
+
+
+def _os_thread_exited(handle: Any) -> bool:
+    if _start_joinable is not None:
+        return bool(handle.is_done())
+    return not handle.locked()
 
 
 def _newname(template: str = "Thread-%d") -> str:
@@ -432,6 +453,8 @@ class Thread:
                 self._tk_os_handle = handle
             if self._tk_state is STARTED:
                 _active[ident] = self
+            elif handle is not None and not self._daemonic:
+                _note_exiting(self)  # it ended before it had its handle
             started = self.__dict__.get("_started")
         if started is not None:
             started.set()
@@ -510,6 +533,8 @@ class Thread:
                 if _active.get(ident) is self:
                     del _active[ident]
                 self._tk_state = STOPPED
+                if not self._daemonic and self._tk_os_handle is not None:
+                    _note_exiting(self)
                 woken = self._tk_done.take_all_locked()
             wake(woken)
             unregister_current()
@@ -1151,6 +1176,14 @@ def _join_non_daemon(deadline: float | None, cancel: bool = False) -> bool:
     while True:
         pending = _non_daemon()
         if not pending:
+            # And for their OS threads to exit, as threading's exit does: until then
+            # a thread's state lives (its threading.local values, whose __del__
+            # methods still run), and a subinterpreter that ends with a thread still
+            # in it is a fatal error.
+            with _mutex:
+                exiting = list(_exiting)
+            for thread in exiting:
+                thread._tk_wait_exited(deadline)
             return True
         if cancel:
             for thread in pending:
@@ -1222,6 +1255,7 @@ def _after_fork() -> None:
         thread._tk_done.waiters.clear()
     _active.clear()
     _limbo.clear()
+    _exiting.clear()
     _dummy_refs.clear()
     if current is None:
         current = _MainThread(ident, get_native_id())
