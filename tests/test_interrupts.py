@@ -1419,6 +1419,15 @@ class ThreadWait(Scenario):
         self.t.join(10)
         if self.t.is_alive():
             self.problem(HARNESS, "thread did not end")
+        # 3.11, 3.12: join() waits for the OS thread by taking and giving back the
+        # lock the interpreter releases when the thread is gone; left taken, every
+        # later wait for the thread (the exit's) would hang.
+        handle = self.t._tk_os_handle
+        if handle is not None and hasattr(handle, "locked"):
+            try:
+                wait_until(lambda: not handle.locked(), 5)
+            except AssertionError:
+                self.problem(LOCK, "the lock that says the OS thread has exited left taken")
         want = 42 if self.method == "result" else None
         if out.returned and out.value != want:
             self.problem(RESULT, f"{self.method}() returned {out.value!r}")

@@ -1,11 +1,13 @@
-"""The stand-in: threadkit as ``sys.modules["threading"]`` under an unmodified program.
+"""The stand-in: threadkit as ``threading`` under an unmodified program.
 
-Once threadkit is ``sys.modules["threading"]``, every later ``import threading`` (the
-program's, and ``logging``'s, ``queue``'s, ``multiprocessing``'s, ``concurrent.futures``'s)
-gets threadkit, and the interpreter's exit calls threadkit's ``_shutdown``. It must happen
-before anything imports the real ``threading``: a module that did keeps it, and two
-thread modules would each keep their own table of threads. So there are three ways in,
-each as early as it can be:
+Once installed, ``import threading`` (the program's, and ``logging``'s, ``queue``'s,
+``multiprocessing``'s, ``concurrent.futures``'s) gives threadkit, and the interpreter's
+exit calls threadkit's ``_shutdown``. A finder first in ``sys.meta_path`` answers that
+import (``_StandIn``), so ``"threading" in sys.modules`` stays False until something
+imports it, as programs and tests that check it expect. It must be installed before
+anything imports the real ``threading``: a module that did keeps it, and two thread
+modules would each keep their own table of threads. So there are three ways in, each
+as early as it can be:
 
 - ``threadkit run prog.py`` / ``threadkit run -m module`` (``_cli``): installs the stand-in,
   then runs the program as ``python prog.py`` / ``python -m module`` would

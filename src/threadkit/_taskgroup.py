@@ -270,7 +270,10 @@ class Task(Generic[T]):
         that instant, was held by a thread that is gone: it is made new first.
         """
         group = self._group
-        if group._mutex.locked():
+        # Asked by trying, not by locked(): see _core.after_fork_in_child.
+        if group._mutex.acquire(False):
+            group._mutex.release()
+        else:
             group._mutex._at_fork_reinit()  # type: ignore[attr-defined]
         self._exception = error
         group._task_failed(error)

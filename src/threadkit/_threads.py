@@ -629,8 +629,21 @@ class Thread:
         if _start_joinable is not None:
             if not handle.is_done():
                 handle.join(None if deadline is None else timeout)
-        elif handle.acquire(True, timeout):
-            handle.release()
+            return
+        try:
+            if handle.acquire(True, timeout):
+                handle.release()
+        except BaseException:
+            # A Ctrl-C between taking the lock and giving it back would leave it
+            # taken, and every later wait for this thread (the exit's) would hang:
+            # give it back. (Interrupted during the wait, the lock is still the
+            # exiting thread's; giving it back then only ends later waits early.)
+            if handle.locked():
+                try:
+                    handle.release()
+                except RuntimeError:
+                    pass  # the interpreter released it meanwhile
+            raise
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the thread to end; return what ``run()`` returned, or raise what it raised.
