@@ -644,6 +644,114 @@ def test_threading_sees_threadkit_names() -> None:
     assert all(getattr(x, "_tk_thread", None) is not t for x in threading._active.values())
 
 
+def test_table_lock_is_reentrant_and_threadkit_calls_work_under_it() -> None:
+    # What debuggers and test helpers do: hold the table's lock while they look.
+    out: list[object] = []
+    with threadkit._active_limbo_lock, threadkit._active_limbo_lock:
+        out.append(len(threadkit.enumerate()) == threadkit.active_count())
+        gate = threadkit.Event()
+        t = threadkit.Thread(target=gate.wait, args=(10,))
+        out.append(t._started.is_set())
+        threadkit.main_thread()._set_native_id()
+        done = threadkit.Event()
+
+        def foreign() -> None:
+            with threadkit._active_limbo_lock:
+                out.append(threadkit.current_thread().name)
+            done.set()
+
+        import _thread
+
+        _thread.start_new_thread(foreign, ())
+        # The foreign thread waits for the lock this thread holds; the table is
+        # still while it is held.
+        assert not done.wait(0.05)
+    assert done.wait(10)
+    t.start()
+    gate.set()
+    t.join()
+    assert out[:2] == [True, False]
+    assert str(out[2]).startswith("Dummy-")
+
+
+def test_subclass_may_assign_cpython_derived_names() -> None:
+    # _is_stopped and the handles are computed from threadkit's state, but a subclass
+    # may still use the names for itself (threading uses only some of them on each
+    # version; a subclass written for another version may use the others).
+    class T(threadkit.Thread):
+        def __init__(self) -> None:
+            super().__init__()
+            self._handle = "a file"
+            self._os_thread_handle = "a socket"
+            self._is_stopped = "mine"
+
+        def run(self) -> None:
+            pass
+
+    t = T()
+    t.start()
+    t.join(10)
+    assert (t._handle, t._os_thread_handle, t._is_stopped) == ("a file", "a socket", "mine")
+    assert not t.is_alive()
+
+
+def test_finished_thread_is_not_kept_for_the_exit() -> None:
+    import gc
+    import weakref
+
+    class Big:
+        pass
+
+    t = threadkit.Thread(target=Big)
+    t.start()
+    t.join()
+    result = weakref.ref(t.result())
+    thread = weakref.ref(t)
+    del t
+    gc.collect()
+    assert thread() is None and result() is None
+
+
+def test_mirror_can_be_joined_and_ends() -> None:
+    gate = threadkit.Event()
+    seen: list[Any] = []
+
+    def work() -> None:
+        seen.append(threading.current_thread())
+        gate.wait(10)
+
+    t = threadkit.Thread(target=work, name="kit-1")
+    t.start()
+    wait = __import__("helpers").wait_until
+    wait(lambda: seen)
+    mirror = seen[0]
+    assert mirror in threading.enumerate() and not mirror.daemon and mirror.is_alive()
+    gate.set()
+    mirror.join(10)  # the usual "join every non-daemon thread" loop
+    assert not t.is_alive() and not mirror.is_alive()
+
+
+def test_late_threadkit_thread_started_by_a_threading_thread_is_joined(tmp_path: Path) -> None:
+    # threading's exit runs threadkit's first, then waits for its own threads; one of
+    # them starts a non-daemon threadkit thread meanwhile: the exit still waits for it.
+    (tmp_path / "prog.py").write_text(
+        textwrap.dedent(
+            """
+            import threading, threadkit
+            def late():
+                print("late threadkit thread finished")
+            def std_worker():
+                threading.main_thread().join()
+                threadkit.Thread(target=late).start()
+            threading.Thread(target=std_worker).start()
+            """
+        )
+    )
+    out = run(["prog.py"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "late threadkit thread finished\n"
+
+
 # -- CPython's own suites under the stand-in ------------------------------------------------
 
 

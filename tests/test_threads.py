@@ -210,7 +210,7 @@ class TestForeignThreads:
         dummy = got[0]
         assert isinstance(dummy, threadkit._DummyThread)
         assert dummy.name == t.name  # the name threading gave it
-        assert dummy.daemon
+        assert dummy.daemon is t.daemon is False  # and its daemon flag
         with pytest.raises(RuntimeError):
             dummy.join()
         # It leaves enumerate() once its thread has ended.

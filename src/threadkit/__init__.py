@@ -86,9 +86,8 @@ _CRLock = None
 _HAVE_THREAD_NATIVE_ID = True
 _allocate_lock = _thread.allocate_lock
 #: Held while the table of threads changes; whoever takes it sees ``_active`` and
-#: ``_limbo`` still (as with ``threading._active_limbo_lock``). Not reentrant: nothing
-#: of threadkit's may be called while it is held.
-_active_limbo_lock = _threads._mutex
+#: ``_limbo`` still. Reentrant, as ``threading._active_limbo_lock`` is.
+_active_limbo_lock = _threads._table_lock
 _counter = _threads._counter
 _start_new_thread = _threads._start_new
 if _threads._start_joinable is not None:

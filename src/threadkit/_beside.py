@@ -28,20 +28,20 @@ The runtime never imports ``threading``; this module only looks in ``sys.modules
 
 from __future__ import annotations
 
-import _thread
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
-__all__ = ["forget", "mirror", "name_of", "unmirror", "watch"]
+__all__ = ["forget", "known_as", "mirror", "unmirror", "watch"]
 
 _PACKAGE = __package__ or "threadkit"
 #: ``threading`` module -> its mirror class (one per module object: tests reload it).
 _classes: dict[int, tuple[ModuleType, type]] = {}
 _hook: Callable[[], object] | None = None
-_registered: set[int] = set()
-_lock = _thread.allocate_lock()
+#: ``id(threading)`` of the modules registered with (no lock: one taken here could be
+#: held at a fork by a thread the child does not have; ``setdefault`` is atomic).
+_registered: dict[int, object] = {}
 
 
 def _stdlib() -> ModuleType | None:
@@ -56,6 +56,10 @@ def _mirror_class(std: ModuleType) -> type:
     entry = _classes.get(id(std))
     if entry is not None and entry[0] is std:
         return entry[1]
+    return _classes.setdefault(id(std), (std, _make_mirror_class(std)))[1]
+
+
+def _make_mirror_class(std: ModuleType) -> type:
     base: Any = std._DummyThread
 
     class ThreadkitThread(base):  # type: ignore[misc]
@@ -107,9 +111,22 @@ def _mirror_class(std: ModuleType) -> type:
         def _daemonic(self, daemonic: bool) -> None:
             pass  # fixed at the threadkit thread's start
 
+        # Unlike a dummy, it can be joined and it ends: code that joins every
+        # non-daemon thread of threading.enumerate() at exit joins it too.
+        def is_alive(self) -> bool:
+            return bool(self._tk_thread.is_alive())
+
+        def join(self, timeout: float | None = None) -> None:
+            self._tk_thread.join(timeout)
+
+        def _after_fork(self, new_ident: int | None = None) -> None:
+            # In a child forked from it, it stays the thread it was (threading makes
+            # a dummy the main thread, named MainThread), as threadkit keeps it.
+            after_fork = getattr(std.Thread, "_after_fork", None)
+            if after_fork is not None:
+                after_fork(self, new_ident=new_ident)
+
     ThreadkitThread.__module__ = _PACKAGE
-    with _lock:
-        _classes[id(std)] = (std, ThreadkitThread)
     return ThreadkitThread
 
 
@@ -125,14 +142,15 @@ def mirror(thread: object) -> Any:
         return None  # a threading we do not know the insides of: Dummy-N it is
 
 
-def name_of(ident: int) -> str | None:
-    """The name ``threading`` knows the thread ``ident`` by, if it started it."""
+def known_as(ident: int) -> tuple[str, bool] | None:
+    """The name and daemon flag ``threading`` knows the thread ``ident`` by, if it
+    started it."""
     std = _stdlib()
     thread = None if std is None else getattr(std, "_active", {}).get(ident)
     if thread is None or getattr(thread, "_tk_thread", None) is not None:
         return None
     try:
-        return str(thread.name)
+        return str(thread.name), bool(thread.daemon)
     except Exception:
         return None
 
@@ -156,10 +174,9 @@ def _register(std: ModuleType) -> None:
     register = getattr(std, "_register_atexit", None)
     if hook is None or register is None:
         return
-    with _lock:
-        if id(std) in _registered:
-            return
-        _registered.add(id(std))
+    token = object()
+    if _registered.setdefault(id(std), token) is not token:
+        return
     try:
         register(hook)
     except RuntimeError:
@@ -218,12 +235,12 @@ def watch(shutdown: Callable[[], object]) -> None:
     if std is not None:
         _register(std)
     elif sys.modules.get("threading") is None and _watch not in sys.meta_path:
-        sys.meta_path.insert(0, _watch)
+        # A new list, not a change to the one an import in another thread may be
+        # going through (3.11 to 3.13 walk the list itself).
+        sys.meta_path = [_watch, *sys.meta_path]
 
 
 def forget() -> None:
     """Stop watching for ``threading`` (it was imported, or threadkit stands in for it)."""
-    try:
-        sys.meta_path.remove(_watch)
-    except ValueError:
-        pass
+    if _watch in sys.meta_path:
+        sys.meta_path = [finder for finder in sys.meta_path if finder is not _watch]

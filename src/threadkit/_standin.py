@@ -108,7 +108,7 @@ def install() -> None:
                 "the program with `threadkit run` (or THREADKIT_STANDIN=1)"
             )
         _beside.forget()
-        sys.meta_path.insert(0, _StandIn)
+        sys.meta_path = [_StandIn, *sys.meta_path]  # a new list: see _beside.watch
     os.environ[ENV] = "1"
 
 
@@ -168,16 +168,23 @@ def run_path(path: str, args: Sequence[str]) -> None:
             f"can't open file {filename!r}: [Errno {exc.errno}] {exc.strerror}"
         ) from None
     try:
-        code = compile(source, filename, "exec", dont_inherit=True)
+        if filename.endswith(".pyc"):
+            from importlib.machinery import SourcelessFileLoader
+
+            code = SourcelessFileLoader("__main__", filename).get_code("__main__")
+            assert code is not None
+        else:
+            code = compile(source, filename, "exec", dont_inherit=True)
     except SyntaxError as exc:
         _report_from(exc, None)  # as python: where it is, without a traceback
         raise
     _set_path0(os.path.dirname(os.path.realpath(path)))
-    from importlib.machinery import SourceFileLoader
+    from importlib.machinery import SourceFileLoader, SourcelessFileLoader
 
     main = _fresh_main()
     main.__file__ = filename
-    main.__loader__ = SourceFileLoader("__main__", filename)
+    loader = SourcelessFileLoader if filename.endswith(".pyc") else SourceFileLoader
+    main.__loader__ = loader("__main__", filename)
     main.__spec__ = None
     if sys.version_info < (3, 15):
         main.__cached__ = None  # type: ignore[attr-defined]
@@ -197,7 +204,7 @@ def run_module(name: str, args: Sequence[str]) -> None:
     """Run the module ``name`` as ``python -m name args...`` does, in this process."""
     import runpy
 
-    sys.argv = [name, *args]  # argv[0] becomes the module's file, as with -m
+    sys.argv = ["-m", *args]  # until runpy has found the module's file, as with -m
     _set_path0(os.getcwd())
     main = _fresh_main()
     _run_reporting(lambda: runpy._run_module_as_main(name), main)  # type: ignore[attr-defined]

@@ -205,6 +205,11 @@ STOPPED = ThreadState.STOPPED
 # Guards ``_active``, every thread's ``_tk_state``, ``_ident`` and ``_native_id``, and
 # the wait queues of all threads (they share it). Never held while blocking.
 _mutex: Any = _thread.allocate_lock()
+#: ``threading._active_limbo_lock``: held, outside ``_mutex``, wherever ``_active`` or
+#: ``_limbo`` change, so that code holding it (debuggers, test helpers) sees the table
+#: still. Reentrant, as ``threading``'s is: such code calls ``enumerate()`` or
+#: ``current_thread()`` under it. Lock order: this one, then ``_mutex``.
+_table_lock: Any = _thread.RLock()
 #: Live threads by ident: threadkit's own, the main thread, and dummies for the rest.
 _active: dict[int, Thread] = {}
 #: Threads inside ``start()`` that are not in ``_active`` yet (no ident): a fork or
@@ -244,17 +249,50 @@ def _clear_frames(tb: TracebackType | None) -> None:
         tb = tb.tb_next
 
 
-#: Non-daemon threads that have ended ``run()`` and whose OS threads may not have
-#: exited yet (under ``_mutex``): the exit waits for those too.
-_exiting: collections.deque[Thread] = collections.deque()
+#: The OS-thread handles of non-daemon threads that have ended ``run()`` and may not
+#: have exited yet (under ``_mutex``): the exit waits for those too. Handles, not the
+#: threads: a Thread (and its result) must not outlive its last user.
+_exiting: collections.deque[Any] = collections.deque()
 
 
 def _note_exiting(thread: Thread) -> None:
-    """Under ``_mutex``: add ``thread``, and forget those whose OS threads have exited
-    (they end in about the order they stopped, so look from the oldest)."""
-    while _exiting and _os_thread_exited(_exiting[0]._tk_os_handle):
+    """Under ``_mutex``: add ``thread``'s handle, and forget those whose OS threads
+    have exited (they end in about the order they stopped, so look from the oldest;
+    and all of them, now and then, should one be slow)."""
+    while _exiting and _os_thread_exited(_exiting[0]):
         _exiting.popleft()
-    _exiting.append(thread)
+    if len(_exiting) >= 64:
+        kept = [handle for handle in _exiting if not _os_thread_exited(handle)]
+        _exiting.clear()
+        _exiting.extend(kept)
+    _exiting.append(thread._tk_os_handle)
+
+
+@interruptible  # a wait in C, with nothing of threadkit's to protect
+def _wait_os_exit(handle: Any, deadline: float | None) -> None:
+    """Wait (until ``deadline``) until the OS thread of ``handle`` has exited. Only the
+    thread's own teardown is left to wait for, so this short last wait is made in C."""
+    if handle is None or sys.is_finalizing():
+        return
+    timeout = -1.0 if deadline is None else max(deadline - monotonic(), 0.0)
+    if _start_joinable is not None:
+        if not handle.is_done():
+            handle.join(None if deadline is None else timeout)
+        return
+    try:
+        if handle.acquire(True, timeout):
+            handle.release()
+    except BaseException:
+        # A Ctrl-C between taking the lock and giving it back would leave it
+        # taken, and every later wait for this thread (the exit's) would hang:
+        # give it back. (Interrupted during the wait, the lock is still the
+        # exiting thread's; giving it back then only ends later waits early.)
+        if handle.locked():
+            try:
+                handle.release()
+            except RuntimeError:
+                pass  # the interpreter released it meanwhile
+        raise
 
 
 def _os_thread_exited(handle: Any) -> bool:
@@ -314,6 +352,18 @@ class _StartedEvent:
                     event.set()
                 thread.__dict__["_started"] = event
         return event
+
+
+class _Derived:
+    """A read-only attribute of CPython's ``Thread`` computed from threadkit's state.
+    No ``__set__``: a subclass that assigns the name for its own use (``self._handle =
+    open(...)``) gets an ordinary attribute of its own, as it does on ``threading``."""
+
+    def __init__(self, get: Callable[[Any], Any]) -> None:
+        self._get = get
+
+    def __get__(self, thread: Thread | None, owner: type | None = None) -> Any:
+        return self if thread is None else self._get(thread)
 
 
 class _Handle:
@@ -426,7 +476,7 @@ class Thread:
         # From the first thread on, Ctrl-C must not split threadkit's bookkeeping
         # (here: a thread running while its Thread says it was never started).
         install_interrupts()
-        with _mutex:
+        with _table_lock, _mutex:
             if self._tk_state is not INITIAL:
                 raise RuntimeError("threads can only be started once")
             if _shutting_down and not self._daemonic and sys.is_finalizing():
@@ -438,7 +488,7 @@ class Thread:
         try:
             ident, handle = _start_os_thread(self._bootstrap, ())
         except BaseException:
-            with _mutex:
+            with _table_lock, _mutex:
                 _limbo.pop(self, None)
                 self._tk_state = INITIAL
                 # Whoever began to wait for the thread meanwhile (join, native_id)
@@ -446,7 +496,7 @@ class Thread:
                 woken = self._tk_done.take_all_locked()
             wake(woken)
             raise
-        with _mutex:
+        with _table_lock, _mutex:
             _limbo.pop(self, None)
             self._ident = ident
             if handle is not None:
@@ -495,14 +545,17 @@ class Thread:
         scopes = self._tk_scopes()
         attach_scopes(rec, scopes)
         ident = get_ident()
-        with _mutex:
+        with _table_lock, _mutex:
             _limbo.pop(self, None)
             self._ident = ident
             self._native_id = get_native_id()
             _active[ident] = self
             # Wake readers of native_id, who wait for the thread to run.
             woken = self._tk_done.take_all_locked()
+            started = self.__dict__.get("_started")
         wake(woken)
+        if started is not None:
+            started.set()  # before run(), as in threading
         self._set_os_name()
         mirror = _beside.mirror(self)
         try:
@@ -529,7 +582,7 @@ class Thread:
             if mirror is not None:
                 _beside.unmirror(mirror)
             detach_scopes(rec, scopes)
-            with _mutex:
+            with _table_lock, _mutex:
                 if _active.get(ident) is self:
                     del _active[ident]
                 self._tk_state = STOPPED
@@ -616,34 +669,12 @@ class Thread:
         if self._tk_wait_stopped(timeout):
             self._tk_wait_exited(deadline)
 
-    @interruptible  # a wait in C, with nothing of threadkit's to protect
     def _tk_wait_exited(self, deadline: float | None) -> None:
         """After ``run()`` has ended: wait (until ``deadline``) for the OS thread to
         exit, as ``threading``'s ``join`` does, so that its ``threading.local``
-        values are gone when ``join`` returns. Only the thread's own teardown is
-        left to wait for, so this short last wait is made in C."""
-        handle = self._tk_os_handle
-        if handle is None or sys.is_finalizing() or self._tk_forks != _forks:
-            return  # or the thread ended in the process this one was forked from
-        timeout = -1.0 if deadline is None else max(deadline - monotonic(), 0.0)
-        if _start_joinable is not None:
-            if not handle.is_done():
-                handle.join(None if deadline is None else timeout)
-            return
-        try:
-            if handle.acquire(True, timeout):
-                handle.release()
-        except BaseException:
-            # A Ctrl-C between taking the lock and giving it back would leave it
-            # taken, and every later wait for this thread (the exit's) would hang:
-            # give it back. (Interrupted during the wait, the lock is still the
-            # exiting thread's; giving it back then only ends later waits early.)
-            if handle.locked():
-                try:
-                    handle.release()
-                except RuntimeError:
-                    pass  # the interpreter released it meanwhile
-            raise
+        values are gone when ``join`` returns."""
+        if self._tk_forks == _forks:  # else it ended in the process this one forked from
+            _wait_os_exit(self._tk_os_handle, deadline)
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the thread to end; return what ``run()`` returned, or raise what it raised.
@@ -696,18 +727,11 @@ class Thread:
     # helpers, subclasses); threadkit's own state is all under ``_tk_`` names.
     _started = _StartedEvent()
 
-    @property
-    def _is_stopped(self) -> bool:
-        """True once ``run()`` has ended (``threading``'s attribute before 3.13)."""
-        return self._tk_state is STOPPED
-
-    @property
-    def _os_thread_handle(self) -> _Handle:
-        """What says whether the thread has ended (``threading``'s ``_os_thread_handle``
-        from 3.14, ``_handle`` on 3.13; debuggers read them)."""
-        return _Handle(self)
-
-    _handle = _os_thread_handle
+    #: True once ``run()`` has ended (``threading``'s attribute before 3.13).
+    _is_stopped = _Derived(lambda thread: thread._tk_state is STOPPED)
+    #: What says whether the thread has ended (``threading``'s ``_os_thread_handle``
+    #: from 3.14, ``_handle`` on 3.13; debuggers read them).
+    _os_thread_handle = _handle = _Derived(lambda thread: _Handle(thread))
 
     def _set_ident(self) -> None:
         """Note the calling thread's ident as this thread's."""
@@ -874,15 +898,19 @@ class _DummyThread(Thread):
 
     def __init__(self) -> None:
         ident = get_ident()
-        # A thread threading started is known by the name threading gave it.
-        name = _beside.name_of(ident) or _newname("Dummy-%d")
-        Thread.__init__(self, name=name, daemon=True)
+        # A thread threading started is known by the name threading gave it, and
+        # keeps its daemon flag (which threads started from it inherit).
+        known = _beside.known_as(ident)
+        if known is None:
+            Thread.__init__(self, name=_newname("Dummy-%d"), daemon=True)
+        else:
+            Thread.__init__(self, name=known[0], daemon=known[1])
         self._tk_state = STARTED
         self._ident = ident
         self._native_id = get_native_id()
         sentinel = _DummySentinel()
         _dummy_tls.sentinel = sentinel
-        with _mutex:
+        with _table_lock, _mutex:
             _active[ident] = self
             _dummy_refs[ident] = weakref.ref(sentinel, functools.partial(_dummy_ended, self))
         rec = record_for(ident)
@@ -919,7 +947,7 @@ def _dummy_ended(thread: _DummyThread, _ref: object) -> None:
     if forked_before_reset():
         return  # a thread that did not survive a fork: _after_fork forgets it
     ident = thread._ident
-    with _mutex:
+    with _table_lock, _mutex:
         if ident is not None and _active.get(ident) is thread:
             del _active[ident]
             _dummy_refs.pop(ident, None)
@@ -1085,14 +1113,23 @@ def _shutdown() -> None:
     """Wait for every non-daemon threadkit thread, as the interpreter does at exit.
 
     Called by the interpreter itself when threadkit stands in for ``threading`` in
-    ``sys.modules``, and through ``atexit`` otherwise (or both: the second call does
-    nothing). After a first Ctrl-C (one that ended the main thread, or one while it
-    waits here), it cancels those threads; if they do not end at once (blocked
-    outside threadkit), one line on stderr says which, and a further Ctrl-C stops the
-    wait: the process then exits without them.
+    ``sys.modules``; otherwise from ``threading``'s exit (``_register_atexit``) and
+    through ``atexit``. A later call only waits for threads started since (by
+    ``threading``'s threads, which its exit waits for after the first call). After a
+    first Ctrl-C (one that ended the main thread, or one while it waits here), it
+    cancels those threads; if they do not end at once (blocked outside threadkit),
+    one line on stderr says which, and a further Ctrl-C stops the wait: the process
+    then exits without them.
     """
-    global _shutting_down, _shutdown_started
+    global _shutting_down, _shutdown_started, _exit_mode
     if _shutdown_started:
+        if _exit_mode == "join":
+            try:
+                _join_non_daemon(None)
+            except KeyboardInterrupt:
+                _exit_mode = "cancel"
+        if _exit_mode == "cancel":
+            _after_ctrl_c_at_exit()
         return
     _shutdown_started = _shutting_down = True
     # A Ctrl-C that came during the program's last threadkit call and is still owed
@@ -1117,10 +1154,12 @@ def _shutdown() -> None:
         if owed or _ended_by_ctrl_c():
             # The first Ctrl-C ended the main thread, and non-daemon threads are
             # still to be waited for: that Ctrl-C could not end the program at once.
-            _after_ctrl_c_at_exit()
+            _exit_mode = "cancel"
         else:
             _join_non_daemon(None)
     except KeyboardInterrupt:
+        _exit_mode = "cancel"
+    if _exit_mode == "cancel":
         _after_ctrl_c_at_exit()
 
 
@@ -1148,6 +1187,7 @@ def _ended_by_ctrl_c() -> bool:
 def _after_ctrl_c_at_exit() -> None:
     """Cancel the non-daemon threads; if they do not end at once, say which are left
     and wait on until they end or a (further) Ctrl-C gives up on them."""
+    global _exit_mode
     try:
         if _join_non_daemon(monotonic() + INTERRUPT_GRACE, cancel=True):
             return
@@ -1156,12 +1196,15 @@ def _after_ctrl_c_at_exit() -> None:
         )
         _join_non_daemon(None, cancel=True)
     except KeyboardInterrupt:
-        return
+        _exit_mode = "gave up"
 
 
 #: How long a first Ctrl-C waits for what it cancelled before saying what it waits for.
 INTERRUPT_GRACE = 0.25
 _shutdown_started = False
+#: What the exit does with non-daemon threads: "join" them, "cancel" them (after a
+#: Ctrl-C), or nothing more ("gave up": a further Ctrl-C).
+_exit_mode = "join"
 
 
 @interruptible
@@ -1195,8 +1238,8 @@ def _join_non_daemon(deadline: float | None, cancel: bool = False) -> bool:
             # in it is a fatal error.
             with _mutex:
                 exiting = list(_exiting)
-            for thread in exiting:
-                thread._tk_wait_exited(deadline)
+            for handle in exiting:
+                _wait_os_exit(handle, deadline)
             return True
         if cancel:
             for thread in pending:
@@ -1251,12 +1294,14 @@ _beside.watch(_shutdown)
 
 def _after_fork() -> None:
     """In a forked child: the forking thread is the only one, and it is the main one."""
-    global _main_thread, _shutting_down, _shutdown_started, _forks
+    global _main_thread, _shutting_down, _shutdown_started, _forks, _exit_mode
     _forks += 1  # OS-thread handles of the parent's threads mean nothing here
     after_fork_in_child()
     set_main_thread(get_ident())
     _mutex._at_fork_reinit()
+    _table_lock._at_fork_reinit()
     _shutting_down = _shutdown_started = False
+    _exit_mode = "join"
     ident = get_ident()
     current: Thread | None = _active.get(ident)
     for thread in [*_active.values(), *_limbo]:
@@ -1266,6 +1311,9 @@ def _after_fork() -> None:
             # stay held for ever).
             thread._tk_os_handle = None
         thread._tk_done.waiters.clear()
+        started = thread.__dict__.get("_started")
+        if started is not None:
+            started._at_fork_reinit()
     _active.clear()
     _limbo.clear()
     _exiting.clear()
