@@ -52,45 +52,55 @@ def _stdlib() -> ModuleType | None:
     return std
 
 
-def _mirror_class(std: ModuleType) -> type:
+def _mirror_class(std: ModuleType) -> Any:
     entry = _classes.get(id(std))
     if entry is not None and entry[0] is std:
         return entry[1]
     return _classes.setdefault(id(std), (std, _make_mirror_class(std)))[1]
 
 
+def _view(field: str) -> Any:
+    """A property of the mirror that reads ``field`` of the threadkit thread; what
+    ``threading`` would write there is dropped (the threadkit thread keeps its own)."""
+
+    def get(self: Any) -> Any:
+        return getattr(self._tk_thread, field)
+
+    def ignore(self: Any, value: object) -> None:
+        pass
+
+    return property(get, ignore)
+
+
 def _make_mirror_class(std: ModuleType) -> type:
     base: Any = std._DummyThread
+    started = std.Event()
+    started.set()
 
     class ThreadkitThread(base):  # type: ignore[misc]
         """A threadkit thread as ``threading`` sees it: a ``_DummyThread`` (a thread
-        ``threading`` did not start and will not wait for) that carries the threadkit
-        thread's name and daemon flag."""
+        ``threading`` did not start) whose name, ident, daemon flag, liveness and
+        ``join`` are the threadkit thread's.
+
+        Made without ``Thread.__init__`` (see ``mirror``): every attribute that
+        ``threading``'s methods read of a started thread is here, read from the
+        threadkit thread, for the versions 3.11 to 3.15.
+        """
 
         _tk_thread: Any = None
-
-        def __init__(self, thread: Any) -> None:
-            # What _DummyThread.__init__ does (3.11 to 3.15), but for the object by
-            # which 3.12+ removes a dummy when its thread's state is deleted. That
-            # object's __del__ takes threading._active_limbo_lock, and in a child
-            # forked from another thread CPython deletes the other threads' states
-            # before any fork hook has reset the lock, which one of them may have
-            # held at the fork: the child hung (often, 16 threads forking, 3.15t).
-            # unmirror() removes the mirror instead.
-            self._tk_thread = thread
-            std.Thread.__init__(self, name="", daemon=True)
-            self._started.set()
-            self._set_ident()
-            make_handle = getattr(std, "_make_thread_handle", None)
-            if make_handle is not None:
-                for field in ("_os_thread_handle", "_handle"):
-                    if field in self.__dict__:
-                        setattr(self, field, make_handle(self._ident))
-                        break
-            if getattr(std, "_HAVE_THREAD_NATIVE_ID", False):
-                self._set_native_id()
-            with std._active_limbo_lock:
-                std._active[self._ident] = self
+        _initialized = True
+        _started = started  # set: it has started
+        _tstate_lock = None  # 3.11, 3.12
+        _target = None
+        _args: tuple[Any, ...] = ()
+        _kwargs: dict[str, Any] = {}  # noqa: RUF012 - never written
+        _stderr = None
+        _ident = _view("_ident")
+        _native_id = _view("_native_id")
+        _daemonic = _view("daemon")
+        _is_stopped = _view("_is_stopped")
+        _handle = _view("_handle")
+        _os_thread_handle = _view("_os_thread_handle")
 
         @property
         def _name(self) -> str:
@@ -98,18 +108,7 @@ def _make_mirror_class(std: ModuleType) -> type:
 
         @_name.setter
         def _name(self, name: str) -> None:
-            # threading's Thread.__init__ sets a name of its own; a rename made
-            # through threading afterwards renames the threadkit thread.
-            if self.__dict__.get("_initialized"):
-                self._tk_thread.name = name
-
-        @property
-        def _daemonic(self) -> bool:
-            return bool(self._tk_thread.daemon)
-
-        @_daemonic.setter
-        def _daemonic(self, daemonic: bool) -> None:
-            pass  # fixed at the threadkit thread's start
+            self._tk_thread.name = name  # a rename through threading renames it
 
         # Unlike a dummy, it can be joined and it ends: code that joins every
         # non-daemon thread of threading.enumerate() at exit joins it too.
@@ -119,27 +118,44 @@ def _make_mirror_class(std: ModuleType) -> type:
         def join(self, timeout: float | None = None) -> None:
             self._tk_thread.join(timeout)
 
+        # What threading's fork handling calls on each thread: threadkit's own fork
+        # handling keeps the thread (in a child forked from it, it stays the thread
+        # it was, where threading would make a dummy the main thread).
         def _after_fork(self, new_ident: int | None = None) -> None:
-            # In a child forked from it, it stays the thread it was (threading makes
-            # a dummy the main thread, named MainThread), as threadkit keeps it.
-            after_fork = getattr(std.Thread, "_after_fork", None)
-            if after_fork is not None:
-                after_fork(self, new_ident=new_ident)
+            pass
+
+        def _reset_internal_locks(self, is_alive: bool) -> None:
+            pass
+
+        def _stop(self) -> None:
+            pass
 
     ThreadkitThread.__module__ = _PACKAGE
     return ThreadkitThread
 
 
-def mirror(thread: object) -> Any:
+def mirror(thread: Any) -> Any:
     """In a threadkit thread that has just started: enter it in ``threading``'s table
     (if ``threading`` is loaded) and return the mirror, for ``unmirror`` at its end."""
     std = _stdlib()
     if std is None:
         return None
+    # Not through _DummyThread.__init__, which is slow for every thread start (an
+    # Event, a WeakSet entry, a thread handle) and, from 3.12, attaches a thread-local
+    # object whose __del__ takes threading._active_limbo_lock when the thread's state
+    # is deleted: in a child forked from another thread CPython deletes the other
+    # threads' states before any fork hook has reset that lock, which one of them may
+    # have held at the fork, and the child hung (several per hundred, 16 threads
+    # forking at once, 3.15t). unmirror() removes the mirror instead.
     try:
-        return _mirror_class(std)(thread)
+        cls = _mirror_class(std)
+        made = cls.__new__(cls)
+        made._tk_thread = thread
+        with std._active_limbo_lock:
+            std._active[thread._ident] = made
     except Exception:
         return None  # a threading we do not know the insides of: Dummy-N it is
+    return made
 
 
 def known_as(ident: int) -> tuple[str, bool] | None:
