@@ -777,6 +777,70 @@ def test_late_thread_started_by_a_threading_thread(tmp_path: Path, late: str) ->
         assert out.stdout == "late thread finished\n", out.stderr
 
 
+@pytest.mark.parametrize("which", ["threadkit", "threading"])
+def test_process_forked_from_a_threadkit_thread(tmp_path: Path, which: str) -> None:
+    # threading's exit in the child (multiprocessing calls it) finds the forking
+    # thread, a threadkit one, as its main thread: the child still exits with 0.
+    if "fork" not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip("no fork here")
+    (tmp_path / "prog.py").write_text(
+        textwrap.dedent(
+            f"""
+            import multiprocessing, threading, threadkit, warnings
+            warnings.simplefilter("ignore", DeprecationWarning)
+            def child():
+                pass
+            def body():
+                p = multiprocessing.get_context("fork").Process(target=child)
+                p.start()
+                p.join()
+                print("exitcode", p.exitcode)
+            t = {which}.Thread(target=body)
+            t.start()
+            t.join()
+            """
+        )
+    )
+    out = run(["prog.py"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "exitcode 0\n", out.stderr
+
+
+def test_thread_started_and_read_while_the_table_lock_is_held() -> None:
+    # As with threading: the new thread has its native id and _started before it
+    # enters the table, so the starter may wait for them while holding its lock.
+    with threadkit._active_limbo_lock:
+        t = threadkit.Thread(target=int)
+        t.start()
+        assert t.native_id is not None
+        assert t._started.wait(10)
+    t.join(10)
+    assert not t.is_alive()
+
+
+def test_threading_settrace_reaches_threadkit_threads() -> None:
+    # Coverage, profilers and debuggers set their hooks through threading.
+    seen: list[str] = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code.co_name == "traced_target":
+            seen.append(threadkit.current_thread().name)
+
+    def traced_target() -> int:
+        return 1
+
+    threading.settrace(tracer)
+    try:
+        t = threadkit.Thread(target=traced_target, name="kit-traced")
+        t.start()
+        t.join()
+        with threadkit.TaskGroup() as tg:
+            tg.spawn(traced_target, name="task-traced")
+    finally:
+        threading.settrace(None)  # type: ignore[arg-type]
+    assert seen == ["kit-traced", "task-traced"]
+
+
 # -- CPython's own suites under the stand-in ------------------------------------------------
 
 

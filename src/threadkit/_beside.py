@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
-__all__ = ["forget", "known_as", "mirror", "unmirror", "watch"]
+__all__ = ["forget", "known_as", "mirror", "std_hooks", "unmirror", "watch"]
 
 _PACKAGE = __package__ or "threadkit"
 #: ``threading`` module -> its mirror class (one per module object: tests reload it).
@@ -57,6 +57,24 @@ def _mirror_class(std: ModuleType) -> Any:
     if entry is not None and entry[0] is std:
         return entry[1]
     return _classes.setdefault(id(std), (std, _make_mirror_class(std)))[1]
+
+
+def _ignore(self: Any, value: object) -> None:
+    pass
+
+
+def _handle_of(thread: Any) -> Any:
+    from ._threads import _Handle
+
+    return _Handle(thread)
+
+
+def std_hooks() -> tuple[Any, Any]:
+    """The trace and profile functions set through the real ``threading``, if loaded."""
+    std = _stdlib()
+    if std is None:
+        return None, None
+    return getattr(std, "_trace_hook", None), getattr(std, "_profile_hook", None)
 
 
 def _view(field: str) -> Any:
@@ -98,9 +116,10 @@ def _make_mirror_class(std: ModuleType) -> type:
         _ident = _view("_ident")
         _native_id = _view("_native_id")
         _daemonic = _view("daemon")
-        _is_stopped = _view("_is_stopped")
-        _handle = _view("_handle")
-        _os_thread_handle = _view("_os_thread_handle")
+        # Computed here, not read from the threadkit thread: a subclass of it may
+        # use those names for itself.
+        _is_stopped = property(lambda self: not self._tk_thread.is_alive(), _ignore)
+        _handle = _os_thread_handle = property(lambda self: _handle_of(self._tk_thread), _ignore)
 
         @property
         def _name(self) -> str:
@@ -125,7 +144,12 @@ def _make_mirror_class(std: ModuleType) -> type:
             pass
 
         def _reset_internal_locks(self, is_alive: bool) -> None:
-            pass
+            if is_alive:
+                # 3.11/3.12: the fork's child made this threading's main thread;
+                # threading._shutdown() (multiprocessing calls it) releases this.
+                lock = std._allocate_lock()
+                lock.acquire()
+                self.__dict__["_tstate_lock"] = lock
 
         def _stop(self) -> None:
             pass

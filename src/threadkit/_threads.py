@@ -382,6 +382,9 @@ class _Handle:
         """True once the thread has ended."""
         return self._thread._tk_state is STOPPED
 
+    def _set_done(self) -> None:
+        """What threading._shutdown() calls on its main thread's handle."""
+
     def join(self, timeout: float | None = None) -> None:
         """Wait for the thread to end, at most ``timeout`` seconds."""
         thread = self._thread
@@ -545,24 +548,27 @@ class Thread:
         scopes = self._tk_scopes()
         attach_scopes(rec, scopes)
         ident = get_ident()
-        with _table_lock, _mutex:
-            _limbo.pop(self, None)
+        with _mutex:
             self._ident = ident
             self._native_id = get_native_id()
-            _active[ident] = self
             # Wake readers of native_id, who wait for the thread to run.
             woken = self._tk_done.take_all_locked()
             started = self.__dict__.get("_started")
         wake(woken)
         if started is not None:
             started.set()  # before run(), as in threading
+        # Not before the above: whoever holds _active_limbo_lock may wait for those.
+        with _table_lock, _mutex:
+            _limbo.pop(self, None)
+            _active[ident] = self
         self._set_os_name()
         mirror = _beside.mirror(self)
         try:
-            if _trace_hook is not None:
-                sys.settrace(_trace_hook)
-            if _profile_hook is not None:
-                sys.setprofile(_profile_hook)
+            trace, profile = trace_and_profile_hooks()
+            if trace is not None:
+                sys.settrace(trace)
+            if profile is not None:
+                sys.setprofile(profile)
             try:
                 context = self._context
                 if context is None:
@@ -1072,6 +1078,18 @@ def settrace_all_threads(func: Any) -> None:
         sys.settrace(func)
 
 
+def trace_and_profile_hooks() -> tuple[Any, Any]:
+    """The trace and profile functions a new thread (or a worker's next task) starts
+    with: ``settrace``'s and ``setprofile``'s, or, where those are unset, the ones set
+    through the stdlib's ``threading`` (coverage, profilers and debuggers use it)."""
+    trace, profile = _trace_hook, _profile_hook
+    if trace is None or profile is None:
+        std_trace, std_profile = _beside.std_hooks()
+        trace = std_trace if trace is None else trace
+        profile = std_profile if profile is None else profile
+    return trace, profile
+
+
 def gettrace() -> Any:
     """Return the trace function set by ``settrace``."""
     return _trace_hook
@@ -1149,8 +1167,9 @@ def _shutdown() -> None:
         _main_thread._tk_state = STOPPED
         woken = _main_thread._tk_done.take_all_locked()
     wake(woken)
-    _run_atexit_calls()
     try:
+        # threading's exit runs these where a Ctrl-C ends its wait: so here.
+        _run_atexit_calls()
         if owed or _ended_by_ctrl_c():
             # The first Ctrl-C ended the main thread, and non-daemon threads are
             # still to be waited for: that Ctrl-C could not end the program at once.
@@ -1299,7 +1318,8 @@ def _after_fork() -> None:
     after_fork_in_child()
     set_main_thread(get_ident())
     _mutex._at_fork_reinit()
-    _table_lock._at_fork_reinit()
+    if not _table_lock._is_owned():  # held by the forking thread: it releases it
+        _table_lock._at_fork_reinit()
     _shutting_down = _shutdown_started = False
     _exit_mode = "join"
     ident = get_ident()

@@ -340,10 +340,11 @@ def _work(worker: Worker) -> None:
                 _wake_or_start(claimed)
                 claimed = None
             # Each job starts with the trace and profile functions of settrace().
-            if _gettrace() is not _threads._trace_hook:
-                sys.settrace(_threads._trace_hook)
-            if _getprofile() is not _threads._profile_hook:
-                sys.setprofile(_threads._profile_hook)
+            trace, profile = _threads.trace_and_profile_hooks()
+            if _gettrace() is not trace:
+                sys.settrace(trace)
+            if _getprofile() is not profile:
+                sys.setprofile(profile)
             worker._job = job
             job.run_in(worker, rec)  # which sets worker._job back to None
             del job
