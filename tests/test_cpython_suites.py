@@ -120,6 +120,19 @@ def _stdlib_excepthook_is_default() -> Iterator[None]:
         threading.excepthook = saved
 
 
+@pytest.fixture(autouse=True)
+def _trace_hooks_restored() -> Iterator[None]:
+    """``test_frame_tstate_tracing`` sets a trace function with ``settrace`` and leaves
+    it set; every later thread would start with it."""
+    from threadkit import _threads
+
+    saved = _threads._trace_hook, _threads._profile_hook
+    try:
+        yield
+    finally:
+        _threads._trace_hook, _threads._profile_hook = saved
+
+
 def _cases(module: types.ModuleType | None, prefix: str) -> Iterator[tuple[str, type]]:
     if module is None:
         return

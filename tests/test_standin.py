@@ -829,6 +829,8 @@ def test_threading_settrace_reaches_threadkit_threads() -> None:
     def traced_target() -> int:
         return 1
 
+    own = threadkit.gettrace()
+    threadkit.settrace(None)  # where threadkit's own is unset
     threading.settrace(tracer)
     try:
         t = threadkit.Thread(target=traced_target, name="kit-traced")
@@ -838,6 +840,7 @@ def test_threading_settrace_reaches_threadkit_threads() -> None:
             tg.spawn(traced_target, name="task-traced")
     finally:
         threading.settrace(None)  # type: ignore[arg-type]
+        threadkit.settrace(own)
     assert seen == ["kit-traced", "task-traced"]
 
 
