@@ -187,7 +187,9 @@ def known_as(ident: int) -> tuple[str, bool] | None:
     started it."""
     std = _stdlib()
     thread = None if std is None else getattr(std, "_active", {}).get(ident)
-    if thread is None or getattr(thread, "_tk_thread", None) is not None:
+    # Not a dummy (a mirror is one): before 3.12 threading keeps those of ended
+    # threads, whose idents new threads reuse.
+    if thread is None or isinstance(thread, getattr(std, "_DummyThread", ())):
         return None
     try:
         return str(thread.name), bool(thread.daemon)
