@@ -301,12 +301,20 @@ PROBE = """
 """
 
 
+def same_as_python(
+    plain: subprocess.CompletedProcess[str], standin: subprocess.CompletedProcess[str]
+) -> None:
+    """Both ran the probe and said the same, but that the stand-in's ran on threadkit."""
+    assert plain.returncode == standin.returncode == 0, standin.stderr
+    assert module_lines(standin.stdout)[1] == module_lines(plain.stdout)[1]
+    assert module_lines(standin.stdout)[0] == ["module: threadkit"]
+
+
 def test_run_script_like_python(tmp_path: Path) -> None:
     sub = tmp_path / "sub"
     sub.mkdir()
     plain, standin = both(sub.parent, PROBE, ["a", "--flag", "-m"], name="sub/probe.py")
-    assert plain.returncode == standin.returncode == 0, standin.stderr
-    assert module_lines(standin.stdout)[1] == module_lines(plain.stdout)[1]
+    same_as_python(plain, standin)
     assert f"path0 {sub}" in standin.stdout
     assert "argv ['sub/probe.py', 'a', '--flag', '-m']" in standin.stdout
 
@@ -325,9 +333,7 @@ def test_console_script_runs_like_python(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert out.returncode == plain.returncode == 0, out.stderr
-    assert module_lines(out.stdout)[1] == module_lines(plain.stdout)[1]
-    assert module_lines(out.stdout)[0] == ["module: threadkit"]
+    same_as_python(plain, out)
 
 
 def test_run_module_like_python(tmp_path: Path) -> None:
@@ -339,9 +345,7 @@ def test_run_module_like_python(tmp_path: Path) -> None:
     )
     plain = run(["-m", "pkg.probe", "x", "y"], tmp_path)
     standin = run(["-m", "threadkit", "run", "-m", "pkg.probe", "x", "y"], tmp_path)
-    assert plain.returncode == standin.returncode == 0, standin.stderr
-    assert module_lines(standin.stdout)[1] == module_lines(plain.stdout)[1]
-    assert module_lines(standin.stdout)[0] == ["module: threadkit"]
+    same_as_python(plain, standin)
 
 
 def test_run_directory_with_main(tmp_path: Path) -> None:
@@ -350,8 +354,7 @@ def test_run_directory_with_main(tmp_path: Path) -> None:
     (app / "__main__.py").write_text(textwrap.dedent(PROBE))
     plain = run(["app", "z"], tmp_path)
     standin = run(["-m", "threadkit", "run", "app", "z"], tmp_path)
-    assert plain.returncode == standin.returncode == 0, standin.stderr
-    assert module_lines(standin.stdout)[1] == module_lines(plain.stdout)[1]
+    same_as_python(plain, standin)
 
 
 def _without_module_frames(report: str) -> str:
