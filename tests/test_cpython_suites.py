@@ -13,79 +13,15 @@ the interpreter has no ``test`` package, the whole module is skipped.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import textwrap
 import types
 import unittest
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 import threadkit
 from cpython_details import IMPLEMENTATION_DETAILS
-
-# The start of every child program: threadkit stands in for `threading` from its first
-# import (and only then: the child's own "is threading imported yet?" checks hold).
-STAND_IN = "__import__('threadkit').install()\n"
-
-
-def _child_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Arguments for a child interpreter, with the stand-in before its `-c` program."""
-    out = list(args)
-    for i, arg in enumerate(out[:-1]):
-        if arg == "-c":
-            # 3.14+ dedents a -c program itself; do it first so the two can be joined.
-            out[i + 1] = STAND_IN + textwrap.dedent(out[i + 1])
-            break
-    return tuple(out)
-
-
-def _with_stand_in(run: Callable[..., Any]) -> Callable[..., Any]:
-    def child(*args: Any, **kwargs: Any) -> Any:
-        return run(*_child_args(args), **kwargs)
-
-    return child
-
-
-def _load(name: str, **bound: types.ModuleType) -> types.ModuleType | None:
-    """A fresh copy of ``test.<name>``, with threadkit as its ``threading``."""
-    try:
-        spec = importlib.util.find_spec(f"test.{name}")
-    except ImportError:
-        return None
-    if spec is None or spec.origin is None:
-        return None
-    spec = importlib.util.spec_from_file_location(f"threadkit_cpython_{name}", spec.origin)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    import test
-
-    swapped = {"threading": threadkit, **{f"test.{k}": v for k, v in bound.items()}}
-    saved = {key: sys.modules.get(key) for key in swapped}
-    saved_attrs = {k: getattr(test, k, None) for k in bound}
-    sys.modules.update(swapped)
-    for k, v in bound.items():
-        setattr(test, k, v)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                sys.modules.pop(key, None)
-            else:
-                sys.modules[key] = value
-        for k, v in saved_attrs.items():
-            if v is None:
-                delattr(test, k)
-            else:
-                setattr(test, k, v)
-    for helper in ("assert_python_ok", "assert_python_failure", "spawn_python"):
-        if hasattr(module, helper):
-            setattr(module, helper, _with_stand_in(getattr(module, helper)))
-    return module
-
+from cpython_details import load_test_module as _load
 
 lock_tests = _load("lock_tests")
 if lock_tests is None:
