@@ -32,6 +32,7 @@ docstring for how.
 from __future__ import annotations
 
 import _thread
+import sysconfig
 from _queue import Empty
 from collections import deque
 from heapq import heappop, heappush
@@ -67,10 +68,18 @@ class ShutDown(Exception):
     """Raised by ``put`` on a shut-down queue, and by ``get`` on one that is also empty."""
 
 
+#: Without the GIL, a queue's mutex is often held for a moment by a thread running
+#: at the same time on another CPU: waiting for it a few microseconds in C beats
+#: parking (a sleep and a cross-CPU wake-up). With the GIL the holder cannot run
+#: while this thread does, so there is nothing to gain.
+_SPIN = 50e-6 if sysconfig.get_config_var("Py_GIL_DISABLED") else 0.0
+
+
 def _take(mutex: Lock, cancellable: bool) -> None:
     """Acquire the queue's mutex (a threadkit ``Lock``): its C lock first, then the
     wait, which is a cancellation point only if ``cancellable``."""
-    if not mutex._lock.acquire(False):
+    lock = mutex._lock
+    if not lock.acquire(False) and not (_SPIN and lock.acquire(True, _SPIN)):
         mutex._acquire_slow(True, -1, cancellable)
     mutex._owner = _get_ident()
 
@@ -183,11 +192,18 @@ class Queue(Generic[T]):
         if block and armed[0]:
             checkpoint()
         mutex = self.mutex
-        _take(mutex, True)
+        lock = mutex._lock
+        # _take and _give, written out: this is the hot path.
+        if not lock.acquire(False) and not (_SPIN and lock.acquire(True, _SPIN)):
+            mutex._acquire_slow(True, -1)
+        mutex._owner = _get_ident()
         try:
             if self.is_shutdown:
                 raise ShutDown
-            if self._plain and self.maxsize <= 0:
+            if self._plain:
+                maxsize = self.maxsize
+                if maxsize > 0 and (timeout is not None or len(self.queue) >= maxsize):
+                    self._wait_for_room(block, timeout)
                 self.queue.append(item)
             else:
                 self._wait_for_room(block, timeout)
@@ -197,7 +213,10 @@ class Queue(Generic[T]):
             if not_empty._waiters:
                 not_empty._queue.unpark(1)
         finally:
-            _give(mutex)
+            mutex._owner = None
+            lock.release()
+            if mutex._waiters:
+                mutex._queue.unpark(1)
 
     def get(self, block: bool = True, timeout: float | None = None) -> T:
         """Remove and return an item from the queue.
@@ -215,7 +234,10 @@ class Queue(Generic[T]):
         if block and armed[0]:
             checkpoint()
         mutex = self.mutex
-        _take(mutex, True)
+        lock = mutex._lock
+        if not lock.acquire(False) and not (_SPIN and lock.acquire(True, _SPIN)):
+            mutex._acquire_slow(True, -1)
+        mutex._owner = _get_ident()
         try:
             if self._plain and self.queue and (timeout is None or not block):
                 item: T = self.queue.popleft()
@@ -229,7 +251,10 @@ class Queue(Generic[T]):
                 not_full._queue.unpark(1)
             return item
         finally:
-            _give(mutex)
+            mutex._owner = None
+            lock.release()
+            if mutex._waiters:
+                mutex._queue.unpark(1)
 
     def put_nowait(self, item: T) -> None:
         """Put ``item`` without blocking; ``Full`` if there is no room. Not a
