@@ -73,7 +73,7 @@ from ._core import (
 )
 from ._sync import Event
 from ._threads import INTERRUPT_GRACE, say_still_running
-from ._workers import IDLE_TIMEOUT, Worker, submit
+from ._workers import IDLE_TIMEOUT, Worker, submit, withdraw
 
 __all__ = ["ThreadPoolExecutor", "TkFuture", "as_completed", "wait"]
 
@@ -468,10 +468,12 @@ class ThreadPoolExecutor(_stdlib_thread.ThreadPoolExecutor):
         mutex = self._mutex
         with mutex:
             self._check_open_locked()
-            if self._max_pending is not None and len(self._pending) >= self._max_pending:
+            max_pending = self._max_pending
+            # Re-checked after each wait: another submitter may take the room first.
+            while max_pending is not None and len(self._pending) >= max_pending:
                 mutex.release()
                 try:
-                    self._wait_for_room()
+                    self._wait_for_room(max_pending)
                 finally:
                     mutex.acquire()
                 self._check_open_locked()
@@ -498,10 +500,14 @@ class ThreadPoolExecutor(_stdlib_thread.ThreadPoolExecutor):
         if _exiting:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
 
-    def _wait_for_room(self) -> None:
-        """Park until the FIFO has room (``max_pending``); a cancellation point."""
-        max_pending = self._max_pending
-        assert max_pending is not None
+    def _wait_for_room(self, max_pending: int) -> None:
+        """Park until the FIFO has room (``max_pending``); a cancellation point.
+
+        Room can be used up again, so whoever frees a slot wakes every waiting
+        submitter (``_room.take_all_locked``) and each checks again: a wake-up cannot
+        be lost to a submitter that took another way (a new runner) or left with an
+        exception.
+        """
         self._room.wait_until(
             current_record(),
             self,
@@ -513,8 +519,11 @@ class ThreadPoolExecutor(_stdlib_thread.ThreadPoolExecutor):
         try:
             submit(runner)
         except BaseException:
-            # No thread for it: its call waits for a runner that is busy, if any
-            # (the caller sees the error; the future stays valid either way).
+            # No thread for it. If the runner is still in the cache's queue, take it
+            # back: its call waits for a busy runner, if any (the caller sees the
+            # error; the future stays valid). If a worker took it meanwhile, it runs.
+            if not withdraw(runner):
+                raise
             with self._mutex:
                 self._runners.discard(runner)
                 self._running.discard(runner.first)
@@ -531,7 +540,7 @@ class ThreadPoolExecutor(_stdlib_thread.ThreadPoolExecutor):
                 self._pending.remove(item)
             except ValueError:
                 return False
-            nodes = self._room.take_locked(1) if self._room.waiters else []
+            nodes = self._room.take_all_locked() if self._room.waiters else []
         wake(nodes)
         return True
 
@@ -546,7 +555,10 @@ class ThreadPoolExecutor(_stdlib_thread.ThreadPoolExecutor):
         first = runner.first
         runner.first = None
         if first is not None:
-            self._run_one(first, per_item, rec)
+            try:
+                self._run_one(first, per_item, rec)
+            except BaseException:
+                _LOGGER.critical("Exception in worker", exc_info=True)
             last = first
         while True:
             nodes: list[Any] = []
@@ -559,8 +571,8 @@ class ThreadPoolExecutor(_stdlib_thread.ThreadPoolExecutor):
                     item = pending.popleft()
                     running.add(item)
                     if self._room.waiters:
-                        nodes = self._room.take_locked(1)
-                elif dedicated and not self._shutdown and not _exiting:
+                        nodes = self._room.take_all_locked()
+                elif dedicated and not self._shutdown and not self._broken and not _exiting:
                     idle = self._idle.add_locked(rec, self, "idle")
                 else:
                     self._runners.discard(runner)
@@ -570,7 +582,7 @@ class ThreadPoolExecutor(_stdlib_thread.ThreadPoolExecutor):
                 if self._idle.park(idle, monotonic() + IDLE_TIMEOUT, None, False) is SIGNALLED:
                     continue
                 with mutex:
-                    if pending and not self._shutdown:
+                    if pending:
                         continue  # work came as the wait ended: take it
                     self._runners.discard(runner)
                     nodes = self._ended_locked()
@@ -581,7 +593,13 @@ class ThreadPoolExecutor(_stdlib_thread.ThreadPoolExecutor):
                 if dedicated:
                     worker._retiring = True  # its thread holds the initializer's state
                 return
-            self._run_one(item, per_item, rec)
+            try:
+                self._run_one(item, per_item, rec)
+            except BaseException:
+                # Only a done callback that raised a BaseException gets here (the
+                # call's own errors go to its future). The runner carries on, so
+                # nothing queued is stranded; the stdlib's worker logs it the same way.
+                _LOGGER.critical("Exception in worker", exc_info=True)
             last = item
 
     def _run_one(self, item: _WorkItem, per_item: bool, rec: ThreadRecord) -> None:
@@ -721,7 +739,10 @@ class ThreadPoolExecutor(_stdlib_thread.ThreadPoolExecutor):
             if _cancel_pending(future):
                 future.set_running_or_notify_cancel()
         for item in running:
-            item.cancel_running()
+            # Taken by a runner but not started yet: cancelled like a queued one
+            # (the runner then skips it); else the running call is cancelled.
+            if not _cancel_pending(item.future):
+                item.cancel_running()
         for runner in runners:
             cancel_task(runner)
         try:

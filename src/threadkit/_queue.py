@@ -195,7 +195,7 @@ class Queue(Generic[T]):
         lock = mutex._lock
         # _take and _give, written out: this is the hot path.
         if not lock.acquire(False) and not (_SPIN and lock.acquire(True, _SPIN)):
-            mutex._acquire_slow(True, -1)
+            mutex._acquire_slow(True, -1, block)  # a cancellation point only if blocking
         mutex._owner = _get_ident()
         try:
             if self.is_shutdown:
@@ -236,7 +236,7 @@ class Queue(Generic[T]):
         mutex = self.mutex
         lock = mutex._lock
         if not lock.acquire(False) and not (_SPIN and lock.acquire(True, _SPIN)):
-            mutex._acquire_slow(True, -1)
+            mutex._acquire_slow(True, -1, block)  # a cancellation point only if blocking
         mutex._owner = _get_ident()
         try:
             if self._plain and self.queue and (timeout is None or not block):
