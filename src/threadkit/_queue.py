@@ -32,7 +32,7 @@ docstring for how.
 from __future__ import annotations
 
 import _thread
-import sysconfig
+import sys
 from _queue import Empty
 from collections import deque
 from heapq import heappop, heappush
@@ -71,8 +71,9 @@ class ShutDown(Exception):
 #: Without the GIL, a queue's mutex is often held for a moment by a thread running
 #: at the same time on another CPU: waiting for it a few microseconds in C beats
 #: parking (a sleep and a cross-CPU wake-up). With the GIL the holder cannot run
-#: while this thread does, so there is nothing to gain.
-_SPIN = 50e-6 if sysconfig.get_config_var("Py_GIL_DISABLED") else 0.0
+#: while this thread does, so there is nothing to gain. (Asked of ``sys``, not of
+#: ``sysconfig``, which imports ``threading`` from 3.13 on.)
+_SPIN = 0.0 if getattr(sys, "_is_gil_enabled", lambda: True)() else 50e-6
 
 
 def _take(mutex: Lock, cancellable: bool) -> None:
