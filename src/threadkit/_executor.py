@@ -198,7 +198,11 @@ class TkFuture(_base.Future):  # type: ignore[type-arg]
     def set_running_or_notify_cancel(self) -> bool:
         """As the stdlib's (for executors): PENDING becomes RUNNING (True), a
         cancelled future is made known to its waiters (False)."""
-        with self._condition:
+        # acquire/release rather than ``with``: this and set_result run once per
+        # call, and are protected from Ctrl-C as all of threadkit's code is.
+        lock = self._condition
+        lock.acquire()
+        try:
             state = self._state
             if state is PENDING:
                 self._state = RUNNING
@@ -208,20 +212,27 @@ class TkFuture(_base.Future):  # type: ignore[type-arg]
                 for waiter in self._waiters:
                     waiter.add_cancelled(self)
                 return False
+        finally:
+            lock.release()
         _LOGGER.critical("Future %s in unexpected state: %s", id(self), self._state)
         raise RuntimeError("Future in unexpected state")
 
     def set_result(self, result: Any) -> None:
         """Finish the future with ``result``; InvalidStateError if it is done."""
-        with self._condition:
+        lock = self._condition
+        lock.acquire()
+        try:
             if self._state in _DONE_STATES:
                 raise _base.InvalidStateError(f"{self._state}: {self!r}")
             self._result = result
             self._state = FINISHED
             for waiter in self._waiters:
                 waiter.add_result(self)
-            nodes = self._tk_wake_locked()
-        wake(nodes)
+            nodes = self._tk_wake_locked() if self._tk_queue is not None else None
+        finally:
+            lock.release()
+        if nodes:
+            wake(nodes)
         if self._done_callbacks:
             self._invoke_callbacks()  # type: ignore[attr-defined]
 
@@ -849,6 +860,20 @@ def _map_results(
 
 
 def _result_or_cancel(future: _base.Future[T], timeout: float | None) -> T:
+    if type(future) is TkFuture and future._state is FINISHED:
+        # Already done: what result() would return, without its wait and the cancel.
+        if armed[0]:
+            checkpoint()
+        future._tk_collected = True
+        error = future._exception
+        if error is not None:
+            try:
+                raise error
+            finally:
+                del future, error
+        value: T = future._result
+        del future
+        return value
     try:
         return future.result(timeout)
     finally:
