@@ -148,3 +148,11 @@ def test_freethreaded_benchmark_smoke() -> None:
     out = run(str(ROOT / "benchmarks" / "bench_freethreaded.py"), "--quick", timeout=110)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "tg_map" in out.stdout and "sys._is_gil_enabled()" in out.stdout
+
+
+@pytest.mark.parametrize("script", ["bench_queue.py", "bench_futures.py"])
+def test_queue_and_futures_benchmarks_smoke(script: str) -> None:
+    # Not a timing test: every case runs on both sides and checks its own results.
+    out = run(str(ROOT / "benchmarks" / script), "--quick", timeout=110)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "targets met" in out.stdout and "ERROR" not in out.stdout
