@@ -191,8 +191,12 @@ class TkFuture(_base.Future):  # type: ignore[type-arg]
                 _cancel_pending(self)
                 self.set_running_or_notify_cancel()
                 return True
-            if executor._cancel_running and self._state is RUNNING:
-                item.cancel_running()
+            # Not running yet is tried first: states only move forward (PENDING,
+            # RUNNING, FINISHED), so a call that starts in between is then caught
+            # running, and one that ends in between is not cancelled.
+            if _cancel_pending(self):
+                return True
+            return executor._cancel_running and item.cancel_running()
         return _cancel_pending(self)
 
     def set_running_or_notify_cancel(self) -> bool:
@@ -314,9 +318,12 @@ class _WorkItem:
         self._runner: ThreadRecord | None = None
         self._depth = 0
 
-    def cancel_running(self) -> None:
+    def cancel_running(self) -> bool:
+        """Cancel the running call; False if it is not running (any more)."""
         if self.future._tk_cancel_now():
             cancel_task(self)
+            return True
+        return False
 
 
 class _Runner:
@@ -664,8 +671,11 @@ class ThreadPoolExecutor(_stdlib_thread.ThreadPoolExecutor):
             nodes += self._room.take_all_locked()
         wake(nodes)
         for item in dropped:
-            item.future._tk_item = None
-            item.future.set_exception(self.BROKEN(self._broken))
+            future = item.future
+            future._tk_item = None
+            # A future cancelled meanwhile is only made known as cancelled.
+            if future.set_running_or_notify_cancel():
+                future.set_exception(self.BROKEN(self._broken))
 
     def _runner_lost(self, runner: _Runner) -> None:
         """In a forked child: ``runner``'s thread is gone, and with it the calls it ran.
@@ -816,7 +826,7 @@ class ThreadPoolExecutor(_stdlib_thread.ThreadPoolExecutor):
         cancellation point.
         """
         if buffersize is not None:
-            if isinstance(buffersize, bool) or not isinstance(buffersize, int):
+            if not isinstance(buffersize, int):  # bool included, as the stdlib's
                 raise TypeError("buffersize must be an integer or None")
             if buffersize < 1:
                 raise ValueError("buffersize must be None or > 0")
@@ -993,6 +1003,7 @@ def _wait_at_exit() -> None:
         except KeyboardInterrupt:
             executor._abandon("at exit")
             raise
+        executor._report_failures()  # after shutdown(wait=False), or none at all
 
 
 _threads._register_atexit(_wait_at_exit)
