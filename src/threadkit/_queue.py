@@ -442,8 +442,11 @@ class SimpleQueue(Generic[T]):
         if block:
             if armed[0]:
                 checkpoint()
-            if timeout is not None and timeout < 0:
-                raise ValueError(_TIMEOUT_MESSAGE)
+            if timeout is not None:
+                if timeout < 0:
+                    raise ValueError(_TIMEOUT_MESSAGE)
+                if timeout != timeout:
+                    raise ValueError("Invalid value NaN (not a number)")  # as the C queue
         try:
             return self._items.popleft()
         except IndexError:
