@@ -714,19 +714,10 @@ class ThreadPoolExecutor(_stdlib_thread.ThreadPoolExecutor):
         every call and leaves at once.
         """
         with self._mutex:
-            self._shutdown = True
-            dropped: list[_WorkItem] = []
-            if cancel_futures:
-                dropped = list(self._pending)
-                self._pending.clear()
+            dropped, nodes = self._close_locked(cancel_futures)
             running = list(self._running) if cancel_futures and self._cancel_running else []
-            nodes = self._idle.take_all_locked() + self._room.take_all_locked()
         wake(nodes)
-        for item in dropped:
-            future = item.future
-            future._tk_item = None
-            if _cancel_pending(future):
-                future.set_running_or_notify_cancel()
+        _cancel_queued(dropped)
         for item in running:
             item.cancel_running()
         if not wait:
@@ -738,6 +729,16 @@ class ThreadPoolExecutor(_stdlib_thread.ThreadPoolExecutor):
             raise
         self._report_failures()
 
+    def _close_locked(self, drop_queued: bool) -> tuple[list[_WorkItem], list[Any]]:
+        """Accept no more calls (the caller holds the mutex). Return the queued calls
+        taken out, if ``drop_queued``, and the parked threads to wake after."""
+        self._shutdown = True
+        dropped: list[_WorkItem] = []
+        if drop_queued:
+            dropped = list(self._pending)
+            self._pending.clear()
+        return dropped, self._idle.take_all_locked() + self._room.take_all_locked()
+
     def _wait_ended(self, deadline: float | None) -> bool:
         return self._ended.wait_until(
             current_record(), self, "shutdown", lambda: not self._runners, deadline, False
@@ -746,19 +747,12 @@ class ThreadPoolExecutor(_stdlib_thread.ThreadPoolExecutor):
     def _abandon(self, when: str) -> None:
         """After a Ctrl-C: cancel everything, wait a moment, then stop waiting."""
         with self._mutex:
-            self._shutdown = True
             self._abandoned = True
-            dropped = list(self._pending)
-            self._pending.clear()
+            dropped, nodes = self._close_locked(True)
             running = list(self._running)
             runners = list(self._runners)
-            nodes = self._idle.take_all_locked() + self._room.take_all_locked()
         wake(nodes)
-        for item in dropped:
-            future = item.future
-            future._tk_item = None
-            if _cancel_pending(future):
-                future.set_running_or_notify_cancel()
+        _cancel_queued(dropped)
         for item in running:
             # Taken by a runner but not started yet: cancelled like a queued one
             # (the runner then skips it); else the running call is cancelled.
@@ -841,6 +835,15 @@ class ThreadPoolExecutor(_stdlib_thread.ThreadPoolExecutor):
         return _map_results(
             futures, deadline, fn, args_iter if buffersize is not None else None, weakref.ref(self)
         )
+
+
+def _cancel_queued(items: list[_WorkItem]) -> None:
+    """Cancel calls taken out of the queue, and make it known to their waiters."""
+    for item in items:
+        future = item.future
+        future._tk_item = None
+        if _cancel_pending(future):
+            future.set_running_or_notify_cancel()
 
 
 def _map_results(

@@ -364,15 +364,19 @@ class Queue(Generic[T]):
         return item
 
 
-class PriorityQueue(Queue[T]):
-    """A queue that returns the lowest item first (``heapq`` order), as
-    ``queue.PriorityQueue``; items are usually ``(priority, data)`` tuples."""
+class _ListQueue(Queue[T]):
+    """The container of the two queues below: a list."""
 
     def _init(self, maxsize: int) -> None:
         self.queue = []
 
     def _qsize(self) -> int:
         return len(self.queue)
+
+
+class PriorityQueue(_ListQueue[T]):
+    """A queue that returns the lowest item first (``heapq`` order), as
+    ``queue.PriorityQueue``; items are usually ``(priority, data)`` tuples."""
 
     def _put(self, item: T) -> None:
         heappush(self.queue, item)
@@ -382,14 +386,8 @@ class PriorityQueue(Queue[T]):
         return item
 
 
-class LifoQueue(Queue[T]):
+class LifoQueue(_ListQueue[T]):
     """A last-in, first-out queue (a stack), as ``queue.LifoQueue``."""
-
-    def _init(self, maxsize: int) -> None:
-        self.queue = []
-
-    def _qsize(self) -> int:
-        return len(self.queue)
 
     def _put(self, item: T) -> None:
         self.queue.append(item)
