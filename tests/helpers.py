@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import threadkit
@@ -80,3 +81,26 @@ __all__ = [
     "wait_until",
     "wait_until_parked",
 ]
+
+
+@contextmanager
+def cancel_racing(victim: threadkit.Thread, round_no: int) -> Iterator[threadkit.Thread]:
+    """Cancel ``victim`` from another thread at about the instant the ``with`` body
+    runs (the body gives the wake-up the cancel races with).
+
+    Both sides spin a little first, by amounts that ``round_no`` varies, so that over
+    the rounds each order comes up. Yields the cancelling thread, to ``finish``.
+    """
+    go = threading.Barrier(2, timeout=5)
+
+    def canceller() -> None:
+        go.wait()
+        for _ in range(round_no % 5 * 10):
+            pass
+        victim.cancel()
+
+    thread = spawn(canceller)
+    go.wait()
+    for _ in range(round_no // 5 % 4 * 10):
+        pass
+    yield thread

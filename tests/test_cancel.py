@@ -38,7 +38,15 @@ from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
 
 import threadkit
-from helpers import finish, join_all, parked, spawn, wait_until, wait_until_parked
+from helpers import (
+    cancel_racing,
+    finish,
+    join_all,
+    parked,
+    spawn,
+    wait_until,
+    wait_until_parked,
+)
 from threadkit import Cancelled, CancelScope, _core
 
 pytestmark = pytest.mark.timeout(30)
@@ -784,19 +792,7 @@ class TestSafetyRaces:
             wait_until_parked(cond, 1, timeout=5)
             b = spawn(waiter, "b")
             wait_until_parked(cond, 2, timeout=5)
-            go = threading.Barrier(2, timeout=5)
-
-            def canceller(go: threading.Barrier = go, a: threadkit.Thread = a, i: int = i) -> None:
-                go.wait()
-                for _ in range(i % 5 * 10):
-                    pass
-                a.cancel()
-
-            c = spawn(canceller)
-            go.wait()
-            for _ in range(i // 5 % 4 * 10):
-                pass
-            with cond:
+            with cancel_racing(a, i) as c, cond:
                 cond.notify(1)
             finish([a, c])
             # A's thread has ended, so wherever the notify went, it is there by now.
@@ -829,19 +825,8 @@ class TestSafetyRaces:
             wait_until_parked(sem, 1, timeout=5)
             b = spawn(acquirer, "b")
             wait_until_parked(sem, 2, timeout=5)
-            go = threading.Barrier(2, timeout=5)
-
-            def canceller(go: threading.Barrier = go, a: threadkit.Thread = a, i: int = i) -> None:
-                go.wait()
-                for _ in range(i % 5 * 10):
-                    pass
-                a.cancel()
-
-            c = spawn(canceller)
-            go.wait()
-            for _ in range(i // 5 % 4 * 10):
-                pass
-            sem.release()
+            with cancel_racing(a, i) as c:
+                sem.release()
             finish([a, c])
             a_got = results["a"] is True
             b_got = len(sem._queue) == 0
@@ -947,22 +932,11 @@ class TestSafetyRaces:
             wait_until_parked(lock, 1, timeout=5)
             b = spawn(acquirer, "b")
             wait_until_parked(lock, 2, timeout=5)
-            go = threading.Barrier(2, timeout=5)
-
-            def canceller(go: threading.Barrier = go, a: threadkit.Thread = a, i: int = i) -> None:
-                go.wait()
-                for _ in range(i % 5 * 10):
-                    pass
-                a.cancel()
-
-            c = spawn(canceller)
-            go.wait()
-            for _ in range(i // 5 % 4 * 10):
-                pass
-            if gate is None:
-                lock.release()
-            else:
-                gate.open()
+            with cancel_racing(a, i) as c:
+                if gate is None:
+                    lock.release()
+                else:
+                    gate.open()
             # B waits with no timeout: a lost wake-up would leave it parked for good.
             finish([a, b, c])
             assert results["b"] is True

@@ -52,7 +52,15 @@ import pytest
 
 import threadkit
 import threadkit.queue as tkq
-from helpers import finish, join_all, parked, spawn, wait_until, wait_until_parked
+from helpers import (
+    cancel_racing,
+    finish,
+    join_all,
+    parked,
+    spawn,
+    wait_until,
+    wait_until_parked,
+)
 from test_cancel import gated, outcome_of, raises_at_entry
 from test_interrupts import (
     _MAIN,
@@ -1103,19 +1111,8 @@ class TestPassOn:
             wait_until_parked(resource, 1, timeout=5)
             b = spawn(getter, "b")
             wait_until_parked(resource, 2, timeout=5)
-            go = threading.Barrier(2, timeout=5)
-
-            def canceller(go: threading.Barrier = go, a: threadkit.Thread = a, i: int = i) -> None:
-                go.wait()
-                for _ in range(i % 5 * 10):
-                    pass
-                a.cancel()
-
-            c = spawn(canceller)
-            go.wait()
-            for _ in range(i // 5 % 4 * 10):
-                pass
-            q.put("x")
+            with cancel_racing(a, i) as c:
+                q.put("x")
             finish([a, c])
             if results["a"] == "x":
                 outcomes["a"] += 1
