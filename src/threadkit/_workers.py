@@ -90,6 +90,7 @@ __all__ = [
     "Worker",
     "idle_workers",
     "retire_idle",
+    "start",
     "submit",
     "withdraw",
     "workers",
@@ -154,6 +155,10 @@ class Worker(Thread):
         #: ``_taken`` when this worker last looked at the queue, or was made a
         #: searcher (under ``_mutex``).
         self._seen = _taken
+        #: A job given to this worker directly by ``start`` (set under ``_mutex``
+        #: before the worker is woken or started): run before anything else, and
+        #: not counted as searching.
+        self._handoff: Job | None = None
 
     @property
     def name(self) -> str:
@@ -214,6 +219,35 @@ def submit(job: Job) -> None:
             wake([node])  # claimed: that worker searches now, whatever happened here
         elif counted:
             _searcher_not_started()
+        raise
+
+
+def start(job: Job) -> None:
+    """Run ``job`` at once on a thread of its own: the newest idle worker, else a new
+    thread started now, never behind the run queue.
+
+    For jobs that may block for long and must not wait for the searcher chain (an
+    executor's runners), as ``Thread.start`` would: the thread exists when this
+    returns, while the caller still runs (some Pythons refuse new threads once the
+    interpreter's exit has begun). Raises what starting a thread raises; the job is
+    then not queued anywhere.
+    """
+    with _mutex:
+        node = _idle.take_newest_locked()
+        if node is not None:
+            node.record.thread._handoff = job
+    if node is not None:
+        wake_one(node)
+        return
+    worker = Worker()
+    worker._handoff = job
+    with _mutex:
+        _workers.add(worker)
+    try:
+        worker.start()
+    except BaseException:
+        with _mutex:
+            _workers.discard(worker)
         raise
 
 
@@ -290,10 +324,17 @@ def _work(worker: Worker) -> None:
     """A worker's life: search, run, and park idle until a timeout ends it."""
     global _searching, _taken
     rec = current_record()
-    searching = True  # whoever started this worker counted it as searching
+    # Whoever started this worker counted it as searching, unless it came with a job.
+    searching = worker._handoff is None
     patience = _FIRST_LOOK
     try:
         while True:
+            handoff = worker._handoff
+            if handoff is not None:
+                worker._handoff = None
+                if _run_job(worker, rec, handoff):
+                    return
+                continue
             recruit = False
             claimed: Waiter | None = None
             job: Job | None = None
@@ -329,7 +370,11 @@ def _work(worker: Worker) -> None:
             if idle is not None:
                 if _idle.park(idle, monotonic() + IDLE_TIMEOUT, None, False) is TIMED_OUT:
                     return
-                # Claimed (and counted as searching) by a submitter, or retired.
+                # Given a job by ``start`` (not counted as searching), claimed
+                # (and counted) by a submitter, or retired: one of the three.
+                if worker._handoff is not None:
+                    searching = False
+                    continue
                 searching = not worker._retiring
                 if not searching:
                     return
@@ -339,17 +384,9 @@ def _work(worker: Worker) -> None:
             if recruit:
                 _wake_or_start(claimed)
                 claimed = None
-            # Each job starts with the trace and profile functions of settrace().
-            trace, profile = _threads.trace_and_profile_hooks()
-            if _gettrace() is not trace:
-                sys.settrace(trace)
-            if _getprofile() is not profile:
-                sys.setprofile(profile)
-            worker._job = job
-            job.run_in(worker, rec)  # which sets worker._job back to None
-            del job
-            if rec.used_local or worker._retiring:
+            if _run_job(worker, rec, job):
                 return
+            del job
     finally:
         exit_task(rec)
         lost = False
@@ -363,6 +400,19 @@ def _work(worker: Worker) -> None:
                     _searching += 1
         if lost:
             _recruit()
+
+
+def _run_job(worker: Worker, rec: ThreadRecord, job: Job) -> bool:
+    """Run ``job`` in ``worker``; True if the worker must end after it."""
+    # Each job starts with the trace and profile functions of settrace().
+    trace, profile = _threads.trace_and_profile_hooks()
+    if _gettrace() is not trace:
+        sys.settrace(trace)
+    if _getprofile() is not profile:
+        sys.setprofile(profile)
+    worker._job = job
+    job.run_in(worker, rec)  # which sets worker._job back to None
+    return bool(rec.used_local or worker._retiring)
 
 
 def workers() -> list[Worker]:
@@ -408,6 +458,8 @@ def _after_fork() -> None:
             worker._retiring = True
         elif worker._job is not None:
             lost.append(worker._job)
+        elif worker._handoff is not None:
+            lost.append(worker._handoff)
     _run_queue.clear()
     _workers.clear()
     _searching = 0
