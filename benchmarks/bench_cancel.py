@@ -101,7 +101,6 @@ import argparse
 import faulthandler
 import gc
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -112,7 +111,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from _report import fmt_time, quartiles, render
+from _report import fmt_time, print_platform, progress, quartiles, render
 
 try:
     import threadkit
@@ -405,7 +404,7 @@ def run_latency(trials: int, warmup: int, settle: float) -> list[LatencyResult]:
             if i % 50 == 0:
                 gc.collect()
             if i == warmup or (i > warmup and (i - warmup) % 200 == 0):
-                _progress(f"latency trial {i - warmup + 1}/{trials}")
+                progress(f"latency trial {i - warmup + 1}/{trials}")
             shift = i % len(results)
             for res in results[shift:] + results[:shift]:
                 if res.error is not None or res.target is None:
@@ -644,7 +643,7 @@ def run_idle(rounds: int, sample_s: float) -> list[IdleResult]:
     results = [IdleResult(case) for case in IDLE_CASES]
     sub_s = sample_s / _SUBSAMPLES
     for res in results:
-        _progress(f"calibrating {res.case.name}")
+        progress(f"calibrating {res.case.name}")
         try:
             res.obj = res.case.make()
             per_ops = [_estimate_per_op(res.case, res.obj, v, sub_s / 2) for v in VARIANTS]
@@ -657,7 +656,7 @@ def run_idle(rounds: int, sample_s: float) -> list[IdleResult]:
 
     nv = len(VARIANTS)
     for rnd in range(rounds):
-        _progress(f"idle-cost round {rnd + 1}/{rounds}")
+        progress(f"idle-cost round {rnd + 1}/{rounds}")
         for res in results:
             if res.error is not None:
                 continue
@@ -724,26 +723,12 @@ def _loadavg() -> str:
 
 
 def print_header(args: argparse.Namespace) -> None:
-    impl = platform.python_implementation()
-    print(f"Python {platform.python_version()} ({impl}) on {platform.platform()}")
-    gil = ""
-    if hasattr(sys, "_is_gil_enabled"):
-        gil = f", GIL {'enabled' if sys._is_gil_enabled() else 'disabled'}"
-    affinity = ""
-    if hasattr(os, "sched_getaffinity"):
-        affinity = f", affinity {sorted(os.sched_getaffinity(0))}"
-    print(
-        f"{os.cpu_count()} CPUs{affinity}, switchinterval {sys.getswitchinterval() * 1e3:g} ms{gil}"
-    )
+    print_platform()
     version = getattr(threadkit, "__version__", "?")
     print(f"threadkit {version} from {threadkit.__file__}")
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
     print(f"load average (1/5/15 min) at start: {_loadavg()}")
     print()
-
-
-def _progress(msg: str) -> None:
-    print(f"  .. {msg}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------

@@ -86,7 +86,6 @@ import argparse
 import faulthandler
 import gc
 import os
-import platform
 import statistics
 import sys
 import sysconfig
@@ -98,7 +97,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import ModuleType
 
-from _report import fmt_time, load_threadkit, quartiles, render
+from _report import (
+    add_timeout_arg,
+    fmt_time,
+    load_threadkit,
+    print_platform,
+    progress,
+    quartiles,
+    render,
+    threadkit_line,
+)
 
 perf_counter = time.perf_counter
 process_time = time.process_time
@@ -303,11 +311,11 @@ def run(
     """Warm-up, then interleaved rounds: every way once per round, in a rotating order."""
     series = [Series(way) for way in ways]
     expected = sum(_spin(n) for n in items)
-    _progress("warm-up")
+    progress("warm-up")
     for s in series:
         _attempt(s, tk, items[: max(workers, len(items) // 8)], workers, None, keep=False)
     for rnd in range(rounds):
-        _progress(f"round {rnd + 1}/{rounds}")
+        progress(f"round {rnd + 1}/{rounds}")
         k = rnd % len(series)
         for s in series[k:] + series[:k]:
             _attempt(s, tk, items, workers, expected, keep=True)
@@ -332,10 +340,6 @@ def _attempt(
         s.cpu.append(cpu)
         s.others.append(others)
         s.threads.append(threads)
-
-
-def _progress(msg: str) -> None:
-    print(f"  .. {msg}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -453,14 +457,8 @@ def free_threaded_build() -> bool:
 def print_header(
     tk: ModuleType, args: argparse.Namespace, loop: int, gil_at_start: bool | None
 ) -> None:
-    impl = platform.python_implementation()
-    print(f"Python {platform.python_version()} ({impl}) on {platform.platform()}")
-    affinity = ""
-    if hasattr(os, "sched_getaffinity"):
-        affinity = f", affinity {sorted(os.sched_getaffinity(0))}"
-    print(f"{os.cpu_count()} CPUs{affinity}, switchinterval {sys.getswitchinterval() * 1e3:g} ms")
-    version = getattr(tk, "__version__", "?")
-    print(f"threadkit {version} from {getattr(tk, '__file__', None) or tk.__path__}")
+    print_platform(gil=False)
+    print(threadkit_line(tk))
     if free_threaded_build():
         forced = os.environ.get("PYTHON_GIL")
         note = f" (PYTHON_GIL={forced} in the environment)" if forced is not None else ""
@@ -517,12 +515,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="threads, tasks in flight and pool size (default: usable CPUs, at least 2)",
     )
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=60.0,
-        help="seconds before a stuck sample aborts the run (default 60)",
-    )
+    add_timeout_arg(parser)
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 3 if args.quick else 11

@@ -86,24 +86,35 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import faulthandler
-import fnmatch
-import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 
 import chain_floor
-from _report import fmt_time, load_threadkit, quartiles, render
+from _report import (
+    add_case_args,
+    add_rounds_arg,
+    add_timeout_arg,
+    case_failed,
+    compare_row,
+    fmt_time,
+    load_threadkit,
+    pin_note,
+    print_platform,
+    progress,
+    quiesced_sample,
+    ratio_cells,
+    render,
+    select_cases,
+    threadkit_line,
+)
 
 perf_counter = time.perf_counter
 
@@ -316,19 +327,7 @@ class Result:
 
 def run_sample(case: Case, side: Side, n: int) -> float:
     """One timed sample with the GC quiesced and a deadlock guard armed."""
-    gc.collect()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    faulthandler.dump_traceback_later(_sample_timeout, exit=True)
-    try:
-        seconds = case.func(side, n)
-    finally:
-        faulthandler.cancel_dump_traceback_later()
-        if gc_was_enabled:
-            gc.enable()
-    if not seconds > 0.0:
-        raise RuntimeError(f"non-positive time: {seconds!r}")
-    return seconds
+    return quiesced_sample(lambda: case.func(side, n), _sample_timeout)
 
 
 def _idle_workers(side: Side) -> int | None:
@@ -363,7 +362,7 @@ def run(
 ) -> list[Result]:
     results = [Result(case) for case in cases]
     sides = (std, tk)
-    _progress("warm-up")
+    progress("warm-up")
     for res in results:
         n = blocked if res.case.blocked else max(1, tasks // 10)
         for side in sides:
@@ -372,13 +371,12 @@ def run(
                 if res.case.blocked and _idle_workers(side) is not None:
                     fill_cache(side, n)
             except Exception as exc:
-                res.error = _describe_error(f"{side.label} (warm-up)", exc)
-                _report_exception(res.case.name, f"{side.label}, warm-up", exc)
+                res.error = case_failed(res.case.name, side.label, exc, "warm-up")
                 break
 
     floor = Side("floor", chain_floor)  # a marker in the rotation, never called
     for rnd in range(rounds):
-        _progress(f"round {rnd + 1}/{rounds}")
+        progress(f"round {rnd + 1}/{rounds}")
         for res in results:
             if res.error is not None:
                 continue
@@ -405,8 +403,7 @@ def run(
                             fill_cache(side, n)
                     samples[side.label] = run_sample(res.case, side, n)
                 except Exception as exc:
-                    res.error = _describe_error(side.label, exc)
-                    _report_exception(res.case.name, side.label, exc)
+                    res.error = case_failed(res.case.name, side.label, exc)
                     break
             if res.error is not None:
                 continue
@@ -420,58 +417,16 @@ def run(
     return results
 
 
-def _describe_error(side: str, exc: BaseException) -> str:
-    return f"{side}: {type(exc).__name__}: {exc}"
-
-
-def _progress(msg: str) -> None:
-    print(f"  .. {msg}", file=sys.stderr, flush=True)
-
-
-def _report_exception(case: str, side: str, exc: BaseException) -> None:
-    print(f"\n!! case {case!r} failed ({side}):", file=sys.stderr)
-    traceback.print_exception(exc, file=sys.stderr)
-    sys.stderr.flush()
-
-
 # --------------------------------------------------------------------------------------
 # Reporting
 # --------------------------------------------------------------------------------------
 
 
-def _verdict(ratios: Sequence[float], target: float) -> str:
-    p25, med, p75 = quartiles(ratios)
-    out = "yes" if med <= target else "no"
-    if p25 <= target < p75:
-        out += " (marginal)"
-    return out
-
-
-def _ratio_cells(ratios: Sequence[float], target: float | None) -> list[str]:
-    p25, med, p75 = quartiles(ratios)
-    return [
-        f"{med:.2f}",
-        f"{p25:.2f}-{p75:.2f}",
-        f"{min(ratios):.2f}-{max(ratios):.2f}",
-        "-" if target is None else f"<= {target:g}",
-        "-" if target is None else _verdict(ratios, target),
-    ]
-
-
 def summarize(res: Result) -> list[str]:
     """Row cells of the main table (threadkit / stdlib) for one result."""
     case = res.case
-    if res.error is not None or not res.ratios:
-        std = fmt_time(statistics.median(res.std)) if res.std else "-"
-        target = "-" if case.target is None else f"<= {case.target:g}"
-        return [case.name, case.label, std, "-", "-", "-", "-", target, "ERROR"]
-    return [
-        case.name,
-        case.label,
-        fmt_time(statistics.median(res.std)),
-        fmt_time(statistics.median(res.tk)),
-        *_ratio_cells(res.ratios, case.target),
-    ]
+    failed = res.error is not None
+    return compare_row(case.name, case.label, res.std, res.tk, res.ratios, case.target, failed)
 
 
 def summarize_floor(res: Result) -> list[str]:
@@ -487,43 +442,26 @@ def summarize_floor(res: Result) -> list[str]:
         fmt_time(starts_only),
         f"{links:.1f} / {releases:.1f}",
         fmt_time(statistics.median(res.tk)),
-        *_ratio_cells(res.floor_ratios, _FLOOR_TARGET),
+        *ratio_cells(res.floor_ratios, _FLOOR_TARGET),
     ]
 
 
 def print_header(args: argparse.Namespace, tk: Side) -> None:
-    impl = platform.python_implementation()
-    print(f"Python {platform.python_version()} ({impl}) on {platform.platform()}")
-    gil = ""
-    if hasattr(sys, "_is_gil_enabled"):
-        gil = f", GIL {'enabled' if sys._is_gil_enabled() else 'disabled'}"
-    affinity = ""
-    if hasattr(os, "sched_getaffinity"):
-        affinity = f", affinity {sorted(os.sched_getaffinity(0))}"
-    print(
-        f"{os.cpu_count()} CPUs{affinity}, switchinterval {sys.getswitchinterval() * 1e3:g} ms{gil}"
-        f", stack_size {threading.stack_size() or 'default'}"
-    )
+    print_platform(stack_size=True)
     if args.self_test:
         print(
             "SELF-TEST: concurrent.futures measured against itself; ratios should be ~1.0, "
             "the 'met' column is meaningless."
         )
     else:
-        mod = sys.modules["threadkit"]
-        version = getattr(mod, "__version__", "?")
-        print(f"threadkit {version} from {getattr(mod, '__file__', None) or mod.__path__}")
+        print(threadkit_line(sys.modules["threadkit"]))
     print(
         f"{args.rounds} rounds, interleaved (order alternates each round), "
         f"{args.tasks} tasks per sample ({args.blocked_tasks} for 'blocked'); a fresh "
         "executor per sample,\nmade and shut down (wait=True) inside the timed region "
         "on both sides"
     )
-    print(
-        "Note: hand-offs between threads are dominated by cross-CPU wake-up latency; "
-        "for the library's own paths\n      pin the run to one CPU: "
-        "taskset -c 0 python benchmarks/bench_futures.py"
-    )
+    print(pin_note("bench_futures.py"))
     print()
 
 
@@ -537,12 +475,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Benchmark threadkit.futures.ThreadPoolExecutor against "
         "concurrent.futures', interleaved in one process.",
     )
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=None,
-        help="number of interleaved rounds (default 11, 3 with --quick)",
-    )
+    add_rounds_arg(parser, 11)
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -560,26 +493,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="tasks and max_workers of 'blocked' (default 1000, 200 with --quick)",
     )
-    parser.add_argument(
-        "--only",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="run only matching cases (glob, comma-separated, repeatable)",
-    )
-    parser.add_argument("--list", action="store_true", help="list case names and exit")
-    parser.add_argument("--markdown", action="store_true", help="print markdown tables")
-    parser.add_argument(
-        "--self-test",
-        action="store_true",
-        help="measure concurrent.futures against itself (ratios should be ~1.0)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=60.0,
-        help="seconds before a stuck sample aborts the run (default 60)",
-    )
+    add_case_args(parser, "concurrent.futures", tables=True)
+    add_timeout_arg(parser)
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 3 if args.quick else 11
@@ -592,17 +507,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.blocked_tasks < 2:
         parser.error("--blocked-tasks must be at least 2 (chain_floor.py needs two threads)")
     return args
-
-
-def select_cases(cases: list[Case], patterns: list[str]) -> list[Case]:
-    globs = [p.strip() for arg in patterns for p in arg.split(",") if p.strip()]
-    if not globs:
-        return cases
-    unknown = [g for g in globs if not any(fnmatch.fnmatchcase(c.name, g) for c in cases)]
-    if unknown:
-        names = ", ".join(c.name for c in cases)
-        raise SystemExit(f"error: no case matches {', '.join(unknown)} (cases: {names})")
-    return [c for c in cases if any(fnmatch.fnmatchcase(c.name, g) for g in globs)]
 
 
 def load_sides(self_test: bool) -> tuple[Side, Side]:

@@ -69,22 +69,29 @@ from __future__ import annotations
 
 import _thread
 import argparse
-import faulthandler
-import fnmatch
-import gc
-import os
-import platform
 import statistics
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from _report import fmt_time, quartiles, render
+from _report import (
+    add_case_args,
+    add_rounds_arg,
+    add_timeout_arg,
+    case_failed,
+    fmt_time,
+    print_platform,
+    progress,
+    quartiles,
+    quiesced_sample,
+    render,
+    select_cases,
+    verdict,
+)
 
 perf_counter = time.perf_counter
 
@@ -489,19 +496,7 @@ class Result:
 
 def run_sample(case: Case, mod: ModuleType, n: int) -> float:
     """One timed sample with the GC quiesced and a deadlock guard armed."""
-    gc.collect()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    faulthandler.dump_traceback_later(_sample_timeout, exit=True)
-    try:
-        seconds = case.func(mod, n)
-    finally:
-        faulthandler.cancel_dump_traceback_later()
-        if gc_was_enabled:
-            gc.enable()
-    if not seconds > 0.0:
-        raise RuntimeError(f"non-positive time per op: {seconds!r}")
-    return seconds
+    return quiesced_sample(lambda: case.func(mod, n), _sample_timeout, "time per op")
 
 
 def estimate_per_op(case: Case, mod: ModuleType, calib_s: float) -> float:
@@ -531,14 +526,9 @@ def calibrate(
         try:
             per_ops.append(estimate_per_op(case, mod, sample_s / 4))
         except Exception as exc:
-            _report_exception(case.name, f"{side}, calibration", exc)
-            return 0, _describe_error(f"{side} (calibration)", exc)
+            return 0, case_failed(case.name, side, exc, "calibration")
     n = round(sample_s / statistics.fmean(per_ops))
     return max(case.min_n, n), None
-
-
-def _describe_error(side: str, exc: BaseException) -> str:
-    return f"{side}: {type(exc).__name__}: {exc}"
 
 
 def run(
@@ -553,11 +543,11 @@ def run(
     sides = (("stdlib", std_mod), (tk_label, tk_mod))
 
     for res in results:
-        _progress(f"calibrating {res.case.name}")
+        progress(f"calibrating {res.case.name}")
         res.n, res.error = calibrate(res.case, sides, sample_s)
 
     for rnd in range(rounds):
-        _progress(f"round {rnd + 1}/{rounds}")
+        progress(f"round {rnd + 1}/{rounds}")
         order = sides if rnd % 2 == 0 else sides[::-1]
         for res in results:
             if res.error is not None:
@@ -567,8 +557,7 @@ def run(
                 try:
                     samples[side] = run_sample(res.case, mod, res.n)
                 except Exception as exc:
-                    res.error = _describe_error(side, exc)
-                    _report_exception(res.case.name, side, exc)
+                    res.error = case_failed(res.case.name, side, exc)
                     break
             if res.error is not None:
                 continue
@@ -577,16 +566,6 @@ def run(
             res.tk.append(tk)
             res.ratios.append(tk / std)
     return results
-
-
-def _progress(msg: str) -> None:
-    print(f"  .. {msg}", file=sys.stderr, flush=True)
-
-
-def _report_exception(case: str, side: str, exc: BaseException) -> None:
-    print(f"\n!! case {case!r} failed ({side}):", file=sys.stderr)
-    traceback.print_exception(exc, file=sys.stderr)
-    sys.stderr.flush()
 
 
 # --------------------------------------------------------------------------------------
@@ -602,10 +581,6 @@ def summarize(res: Result) -> list[str]:
         std = fmt_time(statistics.median(res.std)) if res.std else "-"
         return [case.name, case.label, std, "-", "-", "-", target, "ERROR"]
     p25, med, p75 = quartiles(res.ratios)
-    met = med <= case.target
-    verdict = "yes" if met else "no"
-    if p25 <= case.target < p75:
-        verdict += " (marginal)"
     return [
         case.name,
         case.label,
@@ -614,22 +589,12 @@ def summarize(res: Result) -> list[str]:
         f"{med:.2f}",
         f"{p25:.2f}-{p75:.2f}",
         target,
-        verdict,
+        verdict(res.ratios, case.target),
     ]
 
 
 def print_header(args: argparse.Namespace, tk_mod: ModuleType, rounds: int) -> None:
-    impl = platform.python_implementation()
-    print(f"Python {platform.python_version()} ({impl}) on {platform.platform()}")
-    gil = ""
-    if hasattr(sys, "_is_gil_enabled"):
-        gil = f", GIL {'enabled' if sys._is_gil_enabled() else 'disabled'}"
-    affinity = ""
-    if hasattr(os, "sched_getaffinity"):
-        affinity = f", affinity {sorted(os.sched_getaffinity(0))}"
-    print(
-        f"{os.cpu_count()} CPUs{affinity}, switchinterval {sys.getswitchinterval() * 1e3:g} ms{gil}"
-    )
+    print_platform()
     if args.self_test:
         print(
             "SELF-TEST: threading measured against itself; ratios should be ~1.0, "
@@ -671,29 +636,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark threadkit against threading, interleaved in one process.",
     )
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=None,
-        help="number of interleaved rounds (default 15, 3 with --quick)",
-    )
+    add_rounds_arg(parser, 15)
     parser.add_argument(
         "--quick", action="store_true", help="fast smoke run: 3 rounds, ~5 ms samples, 500 waiters"
     )
-    parser.add_argument(
-        "--only",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="run only matching cases (glob, comma-separated, repeatable)",
-    )
-    parser.add_argument("--list", action="store_true", help="list case names and exit")
-    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
-    parser.add_argument(
-        "--self-test",
-        action="store_true",
-        help="measure threading against itself (ratios should be ~1.0)",
-    )
+    add_case_args(parser, "threading")
     parser.add_argument(
         "--sample-ms",
         type=float,
@@ -706,12 +653,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="threads in the event_release case (default 5000, 500 with --quick)",
     )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=60.0,
-        help="seconds before a stuck sample aborts the run (default 60)",
-    )
+    add_timeout_arg(parser)
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 3 if args.quick else 15
@@ -722,17 +664,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.rounds < 1 or args.sample_ms <= 0 or args.waiters < 1 or args.timeout <= 0:
         parser.error("--rounds, --sample-ms, --waiters and --timeout must be positive")
     return args
-
-
-def select_cases(cases: list[Case], patterns: list[str]) -> list[Case]:
-    globs = [p.strip() for arg in patterns for p in arg.split(",") if p.strip()]
-    if not globs:
-        return cases
-    unknown = [g for g in globs if not any(fnmatch.fnmatchcase(c.name, g) for c in cases)]
-    if unknown:
-        names = ", ".join(c.name for c in cases)
-        raise SystemExit(f"error: no case matches {', '.join(unknown)} (cases: {names})")
-    return [c for c in cases if any(fnmatch.fnmatchcase(c.name, g) for g in globs)]
 
 
 def load_threadkit(self_test: bool) -> tuple[ModuleType, str]:

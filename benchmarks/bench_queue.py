@@ -68,23 +68,31 @@ come out close to 1.0, which checks the harness.
 from __future__ import annotations
 
 import argparse
-import faulthandler
-import fnmatch
-import gc
-import os
-import platform
 import queue
 import statistics
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from _report import fmt_time, load_threadkit, quartiles, render
+from _report import (
+    add_case_args,
+    add_rounds_arg,
+    add_timeout_arg,
+    case_failed,
+    compare_row,
+    load_threadkit,
+    pin_note,
+    print_platform,
+    progress,
+    quiesced_sample,
+    render,
+    select_cases,
+    threadkit_line,
+)
 
 perf_counter = time.perf_counter
 
@@ -242,36 +250,23 @@ class Result:
 
 def run_sample(case: Case, side: Side, n: int) -> float:
     """One timed sample with the GC quiesced and a deadlock guard armed."""
-    gc.collect()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    faulthandler.dump_traceback_later(_sample_timeout, exit=True)
-    try:
-        seconds = case.func(side, n)
-    finally:
-        faulthandler.cancel_dump_traceback_later()
-        if gc_was_enabled:
-            gc.enable()
-    if not seconds > 0.0:
-        raise RuntimeError(f"non-positive time per item: {seconds!r}")
-    return seconds
+    return quiesced_sample(lambda: case.func(side, n), _sample_timeout, "time per item")
 
 
 def run(cases: Sequence[Case], std: Side, tk: Side, rounds: int, n: int) -> list[Result]:
     results = [Result(case) for case in cases]
     sides = (std, tk)
-    _progress("warm-up")
+    progress("warm-up")
     for res in results:
         for side in sides:
             try:
                 run_sample(res.case, side, max(4, n * res.case.scale // 40 * 4))
             except Exception as exc:
-                res.error = _describe_error(f"{side.label} (warm-up)", exc)
-                _report_exception(res.case.name, f"{side.label}, warm-up", exc)
+                res.error = case_failed(res.case.name, side.label, exc, "warm-up")
                 break
 
     for rnd in range(rounds):
-        _progress(f"round {rnd + 1}/{rounds}")
+        progress(f"round {rnd + 1}/{rounds}")
         order = sides if rnd % 2 == 0 else sides[::-1]
         for res in results:
             if res.error is not None:
@@ -281,8 +276,7 @@ def run(cases: Sequence[Case], std: Side, tk: Side, rounds: int, n: int) -> list
                 try:
                     samples[side.label] = run_sample(res.case, side, n * res.case.scale)
                 except Exception as exc:
-                    res.error = _describe_error(side.label, exc)
-                    _report_exception(res.case.name, side.label, exc)
+                    res.error = case_failed(res.case.name, side.label, exc)
                     break
             if res.error is not None:
                 continue
@@ -293,20 +287,6 @@ def run(cases: Sequence[Case], std: Side, tk: Side, rounds: int, n: int) -> list
     return results
 
 
-def _describe_error(side: str, exc: BaseException) -> str:
-    return f"{side}: {type(exc).__name__}: {exc}"
-
-
-def _progress(msg: str) -> None:
-    print(f"  .. {msg}", file=sys.stderr, flush=True)
-
-
-def _report_exception(case: str, side: str, exc: BaseException) -> None:
-    print(f"\n!! case {case!r} failed ({side}):", file=sys.stderr)
-    traceback.print_exception(exc, file=sys.stderr)
-    sys.stderr.flush()
-
-
 # --------------------------------------------------------------------------------------
 # Reporting
 # --------------------------------------------------------------------------------------
@@ -315,60 +295,24 @@ def _report_exception(case: str, side: str, exc: BaseException) -> None:
 def summarize(res: Result) -> list[str]:
     """Table row cells for one result."""
     case = res.case
-    target = "-" if case.target is None else f"<= {case.target:g}"
-    if res.error is not None or not res.ratios:
-        std = fmt_time(statistics.median(res.std)) if res.std else "-"
-        return [case.name, case.label, std, "-", "-", "-", "-", target, "ERROR"]
-    p25, med, p75 = quartiles(res.ratios)
-    if case.target is None:
-        verdict = "-"
-    else:
-        verdict = "yes" if med <= case.target else "no"
-        if p25 <= case.target < p75:
-            verdict += " (marginal)"
-    return [
-        case.name,
-        case.label,
-        fmt_time(statistics.median(res.std)),
-        fmt_time(statistics.median(res.tk)),
-        f"{med:.2f}",
-        f"{p25:.2f}-{p75:.2f}",
-        f"{min(res.ratios):.2f}-{max(res.ratios):.2f}",
-        target,
-        verdict,
-    ]
+    failed = res.error is not None
+    return compare_row(case.name, case.label, res.std, res.tk, res.ratios, case.target, failed)
 
 
 def print_header(args: argparse.Namespace, tk: Side) -> None:
-    impl = platform.python_implementation()
-    print(f"Python {platform.python_version()} ({impl}) on {platform.platform()}")
-    gil = ""
-    if hasattr(sys, "_is_gil_enabled"):
-        gil = f", GIL {'enabled' if sys._is_gil_enabled() else 'disabled'}"
-    affinity = ""
-    if hasattr(os, "sched_getaffinity"):
-        affinity = f", affinity {sorted(os.sched_getaffinity(0))}"
-    print(
-        f"{os.cpu_count()} CPUs{affinity}, switchinterval {sys.getswitchinterval() * 1e3:g} ms{gil}"
-    )
+    print_platform()
     if args.self_test:
         print(
             "SELF-TEST: queue measured against itself; ratios should be ~1.0, "
             "the 'met' column is meaningless."
         )
     else:
-        mod = tk.threads
-        version = getattr(mod, "__version__", "?")
-        print(f"threadkit {version} from {getattr(mod, '__file__', None) or mod.__path__}")
+        print(threadkit_line(tk.threads))
     print(
         f"{args.rounds} rounds, interleaved (order alternates each round), "
         f"{args.items} items per sample (SimpleQueue: {args.items * 10})"
     )
-    print(
-        "Note: hand-offs between threads are dominated by cross-CPU wake-up latency; "
-        "for the library's own paths\n      pin the run to one CPU: "
-        "taskset -c 0 python benchmarks/bench_queue.py"
-    )
+    print(pin_note("bench_queue.py"))
     print()
 
 
@@ -381,12 +325,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark threadkit.queue against queue, interleaved in one process.",
     )
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=None,
-        help="number of interleaved rounds (default 11, 3 with --quick)",
-    )
+    add_rounds_arg(parser, 11)
     parser.add_argument(
         "--quick", action="store_true", help="fast smoke run: 3 rounds of 2000 items"
     )
@@ -396,26 +335,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="items per sample, rounded up to a multiple of 4 (default 20000, 2000 with --quick)",
     )
-    parser.add_argument(
-        "--only",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="run only matching cases (glob, comma-separated, repeatable)",
-    )
-    parser.add_argument("--list", action="store_true", help="list case names and exit")
-    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
-    parser.add_argument(
-        "--self-test",
-        action="store_true",
-        help="measure queue against itself (ratios should be ~1.0)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=60.0,
-        help="seconds before a stuck sample aborts the run (default 60)",
-    )
+    add_case_args(parser, "queue")
+    add_timeout_arg(parser)
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 3 if args.quick else 11
@@ -425,17 +346,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--rounds, --items and --timeout must be positive")
     args.items = -(-args.items // 4) * 4
     return args
-
-
-def select_cases(cases: list[Case], patterns: list[str]) -> list[Case]:
-    globs = [p.strip() for arg in patterns for p in arg.split(",") if p.strip()]
-    if not globs:
-        return cases
-    unknown = [g for g in globs if not any(fnmatch.fnmatchcase(c.name, g) for c in cases)]
-    if unknown:
-        names = ", ".join(c.name for c in cases)
-        raise SystemExit(f"error: no case matches {', '.join(unknown)} (cases: {names})")
-    return [c for c in cases if any(fnmatch.fnmatchcase(c.name, g) for g in globs)]
 
 
 def load_sides(self_test: bool) -> tuple[Side, Side]:

@@ -73,8 +73,6 @@ import argparse
 import faulthandler
 import gc
 import itertools
-import os
-import platform
 import statistics
 import sys
 import threading
@@ -87,7 +85,16 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from _report import load_threadkit, quartiles, render
+from _report import (
+    add_timeout_arg,
+    load_threadkit,
+    print_platform,
+    progress,
+    quartiles,
+    render,
+    threadkit_line,
+    verdict,
+)
 
 perf_counter = time.perf_counter
 
@@ -415,32 +422,20 @@ def run_part(
     """Interleaved rounds: every round samples every way once, in a rotating order."""
     series = [Series(way) for way in ways]
     if warmup:
-        _progress(f"{title}: warm-up")
+        progress(f"{title}: warm-up")
         for s in series:
             _guarded(s.way.func, tk, max(1, n // 10))
     for rnd in range(rounds):
-        _progress(f"{title}: round {rnd + 1}/{rounds}")
+        progress(f"{title}: round {rnd + 1}/{rounds}")
         k = rnd % len(series)
         for s in series[k:] + series[:k]:
             s.values.append(_guarded(s.way.func, tk, n))
     return series
 
 
-def _progress(msg: str) -> None:
-    print(f"  .. {msg}", file=sys.stderr, flush=True)
-
-
 # --------------------------------------------------------------------------------------
 # Reporting
 # --------------------------------------------------------------------------------------
-
-
-def verdict(values: Sequence[float], goal: float) -> str:
-    p25, med, p75 = quartiles(values)
-    out = "yes" if med <= goal else "no"
-    if p25 <= goal < p75:
-        out += " (marginal)"
-    return out
 
 
 def _spread(values: Sequence[float], scale: float, fmt: str) -> tuple[str, str]:
@@ -520,17 +515,8 @@ def report_memory(series: list[Series], markdown: bool) -> str:
 
 
 def print_header(tk: ModuleType, args: argparse.Namespace) -> None:
-    impl = platform.python_implementation()
-    print(f"Python {platform.python_version()} ({impl}) on {platform.platform()}")
-    affinity = ""
-    if hasattr(os, "sched_getaffinity"):
-        affinity = f", affinity {sorted(os.sched_getaffinity(0))}"
-    print(
-        f"{os.cpu_count()} CPUs{affinity}, switchinterval {sys.getswitchinterval() * 1e3:g} ms, "
-        f"stack_size {threading.stack_size() or 'default'}"
-    )
-    version = getattr(tk, "__version__", "?")
-    print(f"threadkit {version} from {getattr(tk, '__file__', None) or tk.__path__}")
+    print_platform(gil=False, stack_size=True)
+    print(threadkit_line(tk))
     print()
 
 
@@ -566,12 +552,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="tasks in parts 2 and 3 (default 1000)",
     )
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=60.0,
-        help="seconds before a stuck sample aborts the run (default 60)",
-    )
+    add_timeout_arg(parser)
     args = parser.parse_args(argv)
     if args.rounds is None:
         per_part = (3, 1, 1) if args.quick else (15, 5, 3)
