@@ -233,9 +233,12 @@ def start(job: Job) -> None:
     then not queued anywhere.
     """
     with _mutex:
-        node = _idle.take_newest_locked()
-        if node is not None:
-            node.record.thread._handoff = job
+        node = None
+        if _idle.waiters:
+            # Handed over before the node is SIGNALLED (as retire_idle marks first):
+            # the worker reads the field, without the mutex, once it sees that.
+            _idle.waiters[-1].record.thread._handoff = job
+            node = _idle.take_newest_locked()
     if node is not None:
         wake_one(node)
         return
@@ -331,6 +334,10 @@ def _work(worker: Worker) -> None:
         while True:
             handoff = worker._handoff
             if handoff is not None:
+                searching = False
+                # Held in _job before _handoff is cleared: a fork in between still
+                # finds the job (``_after_fork``) and ends it.
+                worker._job = handoff
                 worker._handoff = None
                 if _run_job(worker, rec, handoff):
                     return
