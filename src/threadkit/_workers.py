@@ -242,16 +242,7 @@ def start(job: Job) -> None:
     if node is not None:
         wake_one(node)
         return
-    worker = Worker()
-    worker._handoff = job
-    with _mutex:
-        _workers.add(worker)
-    try:
-        worker.start()
-    except BaseException:
-        with _mutex:
-            _workers.discard(worker)
-        raise
+    _start_worker(job)
 
 
 def withdraw(job: Job) -> bool:
@@ -289,8 +280,10 @@ def _claim_idle_locked() -> Waiter | None:
     return node
 
 
-def _start_worker() -> None:
+def _start_worker(handoff: Job | None = None) -> None:
+    """Start a new worker: a searcher (counted by the caller), or with ``handoff``."""
     worker = Worker()
+    worker._handoff = handoff
     with _mutex:
         _workers.add(worker)
     try:
