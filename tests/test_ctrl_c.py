@@ -351,7 +351,7 @@ def test_first_ctrl_c_in_a_task_group_says_what_it_waits_for() -> None:
         announce_when(started, "wait", "ready")
         with threadkit.TaskGroup(name="crawl") as tg:
             for i, (a, b) in enumerate(pairs):
-                tg.spawn(fetch, a, name=f"fetch-{i}")
+                tg.options(name=f"fetch-{i}").spawn(fetch, a)
             threadkit.Event().wait()
     """
     )

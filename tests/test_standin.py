@@ -653,7 +653,7 @@ def test_threading_sees_threadkit_names() -> None:
         t.start()
         t.join()
         with threadkit.TaskGroup() as tg:
-            tg.spawn(work, name="task-7")
+            tg.options(name="task-7").spawn(work)
     finally:
         logger.removeHandler(handler)
     assert seen == [
@@ -840,7 +840,7 @@ def test_threading_settrace_reaches_threadkit_threads() -> None:
         t.start()
         t.join()
         with threadkit.TaskGroup() as tg:
-            tg.spawn(traced_target, name="task-traced")
+            tg.options(name="task-traced").spawn(traced_target)
     finally:
         threading.settrace(None)  # type: ignore[arg-type]
         threadkit.settrace(own)

@@ -188,16 +188,55 @@ class TestAPI:
         with tg as entered:
             assert entered is tg
 
-    def test_fn_is_positional_only_and_name_is_not_passed_on(self) -> None:
+    def test_every_keyword_goes_to_the_function(self) -> None:
         with TaskGroup() as tg:
-            task = tg.spawn(lambda **kw: kw, fn=1, args=2, name="named")
-        assert task.result() == {"fn": 1, "args": 2}
-        assert task.name == "named"
+            task = tg.spawn(lambda **kw: kw, fn=1, args=2, name="bob", limit=3)
+        assert task.result() == {"fn": 1, "args": 2, "name": "bob", "limit": 3}
+        assert task.name != "bob"
+
+    def test_a_name_parameter_is_the_functions(self) -> None:
+        def greet(name: str) -> str:
+            return f"hello {name}"
+
+        with TaskGroup() as tg:
+            task = tg.spawn(greet, name="bob")
+        assert task.result() == "hello bob"
+        assert task.name != "bob"
+
+    def test_name_for_a_function_without_one_is_deprecated(self) -> None:
+        with TaskGroup() as tg, pytest.warns(DeprecationWarning, match="options"):
+            task = tg.spawn(lambda: threadkit.current_thread().name, name="old")
+        assert task.name == "old"
+        assert task.result() == "old"
+
+    def test_options_name_the_task(self) -> None:
+        def greet(name: str) -> str:
+            return f"{threadkit.current_thread().name} greets {name}"
+
+        with TaskGroup(name="workers") as tg:
+            spawner = tg.options(name="fetch-1")
+            assert isinstance(spawner, threadkit.Spawner)
+            task = spawner.spawn(greet, name="bob")
+            other = spawner.spawn(greet, "ann")
+        assert task.name == "fetch-1" and other.name == "fetch-1"
+        assert task.result() == "fetch-1 greets bob"
+        assert other.result() == "fetch-1 greets ann"
+
+    @pytest.mark.parametrize("fn", [42, None, "print"])
+    def test_spawn_of_a_non_callable_fails_at_the_call(self, fn: Any) -> None:
+        with TaskGroup() as tg:
+            with pytest.raises(TypeError, match="not callable"):
+                tg.spawn(fn)
+            with pytest.raises(TypeError, match="not callable"):
+                tg.options(name="x").spawn(fn)
+            with pytest.raises(TypeError, match="not callable"):
+                tg.map(fn, [1])
+            assert not tg._running
 
     def test_names(self) -> None:
         with TaskGroup(name="workers") as tg:
             assert tg.name == "workers"
-            named = tg.spawn(lambda: threadkit.current_thread().name, name="fetch-1")
+            named = tg.options(name="fetch-1").spawn(lambda: threadkit.current_thread().name)
             a = tg.spawn(lambda: threadkit.current_thread().name)
             b = tg.spawn(lambda: threadkit.current_thread().name)
         assert named.name == "fetch-1"
@@ -240,8 +279,27 @@ class TestAPI:
 
     @pytest.mark.parametrize("limit", [0, -1])
     def test_limit_must_be_positive(self, limit: int) -> None:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="limit must be at least 1"):
             TaskGroup(limit=limit)
+
+    @pytest.mark.parametrize("limit", [2.5, True, "3", 3.0])
+    def test_limit_must_be_an_int(self, limit: Any) -> None:
+        with pytest.raises(TypeError):
+            TaskGroup(limit=limit)
+
+    @pytest.mark.parametrize(
+        ("value", "error"), [(-1, ValueError), (False, TypeError), (1.5, TypeError)]
+    )
+    def test_max_pending_must_be_a_non_negative_int(
+        self, value: Any, error: type[Exception]
+    ) -> None:
+        with pytest.raises(error):
+            TaskGroup(max_pending=value)
+
+    def test_limit_defaults_to_the_default_limit(self) -> None:
+        assert TaskGroup().limit == _taskgroup.DEFAULT_LIMIT == 100
+        assert TaskGroup(limit=None).limit is None
+        assert TaskGroup(limit=7).limit == 7
 
     def test_spawn_before_entering(self) -> None:
         tg = TaskGroup()
@@ -782,54 +840,101 @@ class TestExit:
 
 
 # == Backpressure ========================================================================
+def runners_and_pending(tg: TaskGroup) -> tuple[int, int]:
+    with tg._mutex:
+        return tg._runners, len(tg._pending)
+
+
 class TestBackpressure:
     @pytest.mark.parametrize("limit", [1, 2, 3])
-    def test_limit_bounds_running_tasks(self, limit: int) -> None:
-        n = limit * 2 + 1
+    def test_limit_bounds_running_tasks_and_the_rest_wait_queued(self, limit: int) -> None:
+        n = limit * 3 + 1
         guard = threading.Lock()
         running = [0]
         peak = [0]
         release = threadkit.Event()
-        spawned: list[Task[Any]] = []
-        observed: list[tuple[int, int]] = []
 
-        def work() -> None:
+        def work(i: int) -> int:
             with guard:
                 running[0] += 1
                 peak[0] = max(peak[0], running[0])
             try:
                 release.wait()
+                return i
             finally:
                 with guard:
                     running[0] -= 1
 
         with TaskGroup(limit=limit) as tg:
-
-            def watch() -> None:
-                wait_until_parked(tg._slots)  # the (limit+1)-th spawn waits
-                wait_until(lambda: running[0] == limit)
-                observed.append((len(spawned), running[0]))
-                release.set()
-
-            watcher = in_thread(watch)
-            for _ in range(n):
-                spawned.append(tg.spawn(work))
-        watcher.join()
-        assert observed == [(limit, limit)]
+            # No spawn waits: the tasks beyond the limit wait in the group's queue.
+            tasks = [tg.spawn(work, i) for i in range(n)]
+            wait_until(lambda: running[0] == limit)
+            assert runners_and_pending(tg) == (limit, n - limit)
+            assert sum(not t.done() for t in tasks) == n
+            release.set()
         assert peak[0] == limit
-        assert len(spawned) == n
-        assert all(t.done() and t.exception() is None for t in spawned)
+        assert [t.result() for t in tasks] == list(range(n))
+        assert runners_and_pending(tg) == (0, 0)
 
-    def test_spawn_wait_is_cancellable_and_leaks_no_slot(self) -> None:
+    def test_default_limit_bounds_running_tasks(self) -> None:
+        limit = _taskgroup.DEFAULT_LIMIT
+        release = threadkit.Event()
+        with TaskGroup() as tg:
+            tasks = [tg.spawn(release.wait) for _ in range(limit + 5)]
+            wait_parked(*tasks[:limit])
+            assert runners_and_pending(tg) == (limit, 5)
+            assert all(t.thread is None for t in tasks[limit:])
+            release.set()
+        assert all(t.result() for t in tasks)
+
+    def test_spawn_waits_when_the_queue_is_full_until_it_drained_to_half(self) -> None:
+        gates = [threadkit.Event() for _ in range(6)]
+        started: list[int] = []
+
+        def work(i: int) -> None:
+            started.append(i)
+            gates[i].wait()
+
+        with TaskGroup(limit=1, max_pending=4) as tg:
+            for i in range(5):
+                tg.spawn(work, i)  # one running, four queued: the queue is full
+            assert runners_and_pending(tg) == (1, 4)
+            spawned: list[Task[None]] = []
+            spawner = threadkit.Thread(target=lambda: spawned.append(tg.spawn(work, 5)))
+            spawner.start()
+            wait_until_parked(tg)
+            gates[0].set()
+            wait_until(lambda: started == [0, 1])
+            # Three queued: more than half of max_pending, so the spawner sleeps on.
+            assert len(tg._room) == 1 and not spawned
+            gates[1].set()
+            spawner.join(timeout=5)
+            assert not spawner.is_alive() and len(spawned) == 1
+            for gate in gates:
+                gate.set()
+        assert started == list(range(6))
+
+    def test_max_pending_zero_waits_for_a_free_slot(self) -> None:
+        release = threadkit.Event()
+        with TaskGroup(limit=2, max_pending=0) as tg:
+            first = [tg.spawn(release.wait) for _ in range(2)]
+            wait_parked(*first)
+            waiter = in_thread(lambda: (wait_until_parked(tg), release.set()))
+            third = tg.spawn(release.wait)
+            waiter.join()
+            assert runners_and_pending(tg)[1] == 0
+        assert third.result() is True
+
+    def test_spawn_wait_is_cancellable_and_leaks_nothing(self) -> None:
         limit = 2
         hold = threadkit.Event()
         called: list[int] = []
-        with TaskGroup(limit=limit) as tg:
+        with TaskGroup(limit=limit, max_pending=0) as tg:
             holders = [tg.spawn(hold.wait) for _ in range(limit)]
             scope = CancelScope()
 
             def cancel_spawner() -> None:
-                wait_until_parked(tg._slots)
+                wait_until_parked(tg)
                 scope.cancel()
 
             canceller = in_thread(cancel_spawner)
@@ -841,6 +946,7 @@ class TestBackpressure:
             assert scope.cancelled_caught
             assert reached == []
             assert not tg.cancel_scope.cancel_called
+            assert len(tg._room) == 0
             hold.set()
             for h in holders:
                 h.result(timeout=5)
@@ -851,10 +957,8 @@ class TestBackpressure:
             gate.set()
         assert called == []
         assert all(t.exception() is None for t in again)
-        assert tg._slots is not None
-        for _ in range(limit):
-            assert tg._slots.acquire(blocking=False)
-        assert not tg._slots.acquire(blocking=False)
+        assert runners_and_pending(tg) == (0, 0)
+        assert tg._running == 0
 
     def test_spawn_wait_is_cancelled_by_a_task_failure(self) -> None:
         go = threadkit.Event()
@@ -866,11 +970,11 @@ class TestBackpressure:
             go.wait()
             raise boom
 
-        with pytest.raises(ExceptionGroup) as info, TaskGroup(limit=1) as tg:
+        with pytest.raises(ExceptionGroup) as info, TaskGroup(limit=1, max_pending=0) as tg:
             tg.spawn(fail_when_told)
 
             def release() -> None:
-                wait_until_parked(tg._slots)
+                wait_until_parked(tg)
                 go.set()
 
             releaser = in_thread(release)
@@ -887,8 +991,44 @@ class TestBackpressure:
         assert info.value.exceptions == (boom,)
         [exc] = raised
         assert isinstance(exc, Cancelled) and exc.scope is tg.cancel_scope
-        assert tg._slots is not None and tg._slots.acquire(blocking=False)
-        assert not tg._slots.acquire(blocking=False)
+        assert called == []
+        assert runners_and_pending(tg) == (0, 0)
+
+    @pytest.mark.parametrize("max_pending", [0, 1])
+    def test_a_task_spawning_into_its_own_full_group_never_waits(self, max_pending: int) -> None:
+        # Every slot is held by a task that spawns more: had they waited for room,
+        # nothing could ever free it.
+        ran: list[int] = []
+
+        def parent(i: int) -> None:
+            for j in range(5):
+                tg.spawn(ran.append, i * 10 + j)
+
+        with TaskGroup(limit=2, max_pending=max_pending) as tg:
+            for i in range(2):
+                tg.spawn(parent, i)
+        assert sorted(ran) == [0, 1, 2, 3, 4, 10, 11, 12, 13, 14]
+
+    def test_a_task_of_a_nested_group_spawning_into_the_outer_one_never_waits(self) -> None:
+        ran: list[str] = []
+
+        def inner(tag: str) -> None:
+            outer.spawn(ran.append, tag)
+
+        def parent() -> None:
+            with TaskGroup(limit=1) as nested:
+                nested.spawn(inner, "a")
+                nested.spawn(inner, "b")
+
+        with TaskGroup(limit=1, max_pending=0) as outer:
+            outer.spawn(parent)
+        assert sorted(ran) == ["a", "b"]
+
+    def test_a_burst_into_a_limited_group(self) -> None:
+        with TaskGroup(limit=4, max_pending=64) as tg:
+            tasks = [tg.spawn(abs, -i) for i in range(2000)]
+        assert [t.result() for t in tasks] == list(range(2000))
+        assert runners_and_pending(tg) == (0, 0)
 
     # -- map -------------------------------------------------------------------------
     def test_map_keeps_input_order_with_limit_in_flight(self) -> None:
@@ -921,8 +1061,26 @@ class TestBackpressure:
         assert results == [i * i for i in range(n)]
         assert peak[0] == limit
 
-    def test_map_over_an_endless_iterable(self) -> None:
+    def test_map_keeps_every_slot_busy_behind_a_slow_item(self) -> None:
+        # Item 0 finishes only once 30 later items have: with a window of `limit`
+        # items, as before, this could never happen.
+        limit = 3
+        later_done = threading.Semaphore(0)
+
+        def work(i: int) -> int:
+            if i == 0:
+                for _ in range(30):
+                    assert later_done.acquire(timeout=10)
+            else:
+                later_done.release()
+            return i
+
+        with TaskGroup(limit=limit) as tg:
+            assert list(tg.map(work, range(40))) == list(range(40))
+
+    def test_map_window_is_bounded_over_an_endless_iterable(self) -> None:
         limit = 4
+        window = 10
         pulled = [0]
         bounds: list[tuple[int, int, int]] = []
 
@@ -933,21 +1091,51 @@ class TestBackpressure:
 
         results = []
         with TaskGroup(limit=limit) as tg:
-            for result in tg.map(lambda x: x + 1, source()):
+            for result in tg.map(lambda x: x + 1, source(), buffersize=window):
                 results.append(result)
-                bounds.append((len(results), pulled[0], tg._running))
+                bounds.append((len(results), pulled[0], tg._running - len(tg._pending)))
                 if len(results) == 50:
                     break
         assert results == list(range(1, 51))
-        for consumed, pulled_then, in_flight in bounds:
-            assert pulled_then <= consumed + limit
-            assert in_flight <= limit
+        for consumed, pulled_then, running in bounds:
+            assert pulled_then <= consumed + window
+            assert running <= limit
 
-    def test_map_needs_a_limit(self) -> None:
-        with TaskGroup() as tg:
-            with pytest.raises(ValueError):
-                list(tg.map(abs, [1, 2]))
+    def test_map_default_window_is_16_per_slot(self) -> None:
+        pulled = [0]
+
+        def source() -> Iterator[int]:
+            for i in itertools.count():
+                pulled[0] += 1
+                yield i
+
+        gate = threadkit.Event()
+        with TaskGroup(limit=2) as tg:
+            results = tg.map(lambda x: gate.wait() and x, source())
+            in_thread(lambda: (wait_until(lambda: pulled[0] >= 32), gate.set()))
+            assert next(results) == 0
+            assert pulled[0] == 32
+            results.close()
+
+    def test_map_of_several_iterables_zips_them(self) -> None:
+        with TaskGroup(limit=2) as tg:
+            assert list(tg.map(pow, [2, 3, 4], [2, 2])) == [4, 9]
+
+    def test_map_needs_a_limit_or_a_buffersize(self) -> None:
+        with TaskGroup(limit=None) as tg:
+            with pytest.raises(ValueError, match="buffersize"):
+                tg.map(abs, [1, 2])
             assert not tg._running
+            assert list(tg.map(abs, [-1, -2], buffersize=1)) == [1, 2]
+
+    @pytest.mark.parametrize(
+        ("value", "error"), [(0, ValueError), (True, TypeError), (2.0, TypeError)]
+    )
+    def test_map_buffersize_must_be_a_positive_int(
+        self, value: Any, error: type[Exception]
+    ) -> None:
+        with TaskGroup(limit=2) as tg, pytest.raises(error):
+            tg.map(abs, [1], buffersize=value)
 
     def test_map_raises_a_failing_items_exception(self) -> None:
         limit = 4
@@ -996,6 +1184,195 @@ class TestBackpressure:
                     if not body_catches:
                         raise
             assert info.value.exceptions == (boom,)
+
+    @pytest.mark.parametrize("fail_fast", [True, False])
+    def test_map_return_exceptions_yields_them_in_place(self, fail_fast: bool) -> None:
+        def work(x: int) -> int:
+            if x % 3 == 0:
+                raise ValueError(x)
+            return x
+
+        with TaskGroup(limit=3, fail_fast=fail_fast) as tg:
+            out = list(tg.map(work, range(7), return_exceptions=True))
+            assert not tg.cancel_scope.cancel_called
+        assert [type(x) for x in out] == [ValueError, int, int, ValueError, int, int, ValueError]
+        assert [x.args[0] if isinstance(x, ValueError) else x for x in out] == list(range(7))
+
+    def test_map_return_exceptions_does_not_swallow_base_exceptions(self) -> None:
+        def work(x: int) -> int:
+            if x == 1:
+                raise SystemExit(3)
+            return x
+
+        with pytest.raises(SystemExit), TaskGroup(limit=2) as tg:
+            list(tg.map(work, range(4), return_exceptions=True))
+
+    @pytest.mark.parametrize("fail_fast", [True, False])
+    def test_map_closed_early_gives_unseen_failures_back_to_the_group(
+        self, fail_fast: bool
+    ) -> None:
+        boom = ValueError("never yielded")
+        gate = threadkit.Event()
+
+        def work(x: int) -> int:
+            if x == 2:
+                gate.wait()
+                raise boom
+            return x
+
+        with pytest.raises(ExceptionGroup) as info, TaskGroup(limit=3, fail_fast=fail_fast) as tg:
+            results = tg.map(work, range(3), return_exceptions=True)
+            assert next(results) == 0
+            results.close()
+            gate.set()
+        assert info.value.exceptions == (boom,)
+
+
+# == Error policy ========================================================================
+class TestCollecting:
+    def test_failures_do_not_cancel_the_others_and_are_raised_together(self) -> None:
+        release = threadkit.Event()
+        first, second = ValueError("one"), KeyError("two")
+        with pytest.raises(ExceptionGroup) as info, TaskGroup(fail_fast=False) as tg:
+            a = tg.spawn(fail, first)
+            b = tg.spawn(fail, second)
+            survivor = tg.spawn(lambda: release.wait() and "done")
+            wait_until(lambda: a.done() and b.done())
+            assert not tg.cancel_scope.cancel_called
+            threadkit.checkpoint()  # the body is not cancelled either
+            release.set()
+        assert set(info.value.exceptions) == {first, second}
+        assert survivor.result() == "done"
+
+    def test_a_body_failure_does_not_cancel_the_tasks(self) -> None:
+        release = threadkit.Event()
+        boom = RuntimeError("body")
+        with pytest.raises(ExceptionGroup) as info, TaskGroup(fail_fast=False) as tg:
+            survivor = tg.spawn(lambda: release.wait() and "done")
+            wait_parked(survivor)
+            in_thread(lambda: (wait_until(lambda: tg._state is _taskgroup.CLOSING), release.set()))
+            raise boom
+        assert info.value.exceptions == (boom,)
+        assert survivor.result() == "done"
+
+    @pytest.mark.parametrize("how", ["result", "exception", "as_completed"])
+    def test_a_failure_the_program_took_is_not_raised_again(self, how: str) -> None:
+        taken, left = ValueError("taken"), ValueError("left")
+        with pytest.raises(ExceptionGroup) as info, TaskGroup(fail_fast=False) as tg:
+            a = tg.spawn(fail, taken)
+            tg.spawn(fail, left)
+            if how == "result":
+                with pytest.raises(ValueError):
+                    a.result()
+            elif how == "exception":
+                assert a.exception() is taken
+            else:
+                for task in threadkit.as_completed([a]):
+                    assert task.exception() is taken
+        assert info.value.exceptions == (left,)
+
+    def test_no_failure_left_ends_quietly(self) -> None:
+        with TaskGroup(fail_fast=False) as tg:
+            tasks = [tg.spawn(fail, ValueError(i)) for i in range(3)]
+            errors = [t.exception() for t in tasks]
+        assert [e.args for e in errors if e is not None] == [(0,), (1,), (2,)]
+
+    def test_a_failure_taken_fails_a_failing_fast_group_all_the_same(self) -> None:
+        boom = ValueError("boom")
+        with pytest.raises(ExceptionGroup) as info, TaskGroup() as tg:
+            task = tg.spawn(fail, boom)
+            assert task.exception(timeout=5) is boom
+        assert info.value.exceptions == (boom,)
+
+    def test_interrupts_still_cancel_a_collecting_group(self) -> None:
+        with pytest.raises(SystemExit), TaskGroup(fail_fast=False) as tg:
+            blocked = tg.spawn(threadkit.Event().wait)
+            tg.spawn(fail, SystemExit(2))
+        assert isinstance(blocked.exception(), Cancelled)
+
+
+# == Completion ==========================================================================
+class TestCompletion:
+    def test_as_completed_yields_in_the_order_tasks_end(self) -> None:
+        gates = [threadkit.Event() for _ in range(3)]
+        with TaskGroup() as tg:
+            tasks = [tg.spawn(lambda i=i: gates[i].wait() and i) for i in range(3)]
+            order = []
+            gates[2].set()
+            for task in threadkit.as_completed(tasks):
+                order.append(task.result())
+                if len(order) < 3:
+                    gates[1 - len(order) + 1].set()
+        assert order == [2, 1, 0]
+
+    def test_as_completed_yields_ended_tasks_first_and_each_once(self) -> None:
+        gate = threadkit.Event()
+        with TaskGroup() as tg:
+            done = tg.spawn(int)
+            done.result()
+            later = tg.spawn(gate.wait)
+            it = threadkit.as_completed([later, done, done])
+            assert next(it) is done
+            gate.set()
+            assert next(it) is later
+            assert list(it) == []
+
+    def test_as_completed_timeout(self) -> None:
+        gate = threadkit.Event()
+        with TaskGroup() as tg:
+            task = tg.spawn(gate.wait)
+            with pytest.raises(TimeoutError, match=r"1 \(of 1\) tasks unfinished"):
+                list(threadkit.as_completed([task], timeout=0.01))
+            assert not task._callbacks  # the generator took its callback back
+            gate.set()
+
+    def test_as_completed_is_a_cancellation_point(self) -> None:
+        gate = threadkit.Event()
+        with TaskGroup() as tg:
+            task = tg.spawn(gate.wait)
+            with CancelScope() as scope:
+                in_thread(lambda: (wait_until(lambda: main_parked_on_any()), scope.cancel()))
+                list(threadkit.as_completed([task]))
+            assert scope.cancelled_caught
+            gate.set()
+
+    def test_as_completed_refuses_what_is_not_a_task(self) -> None:
+        with pytest.raises(TypeError):
+            threadkit.as_completed([1])  # type: ignore[list-item]
+
+    def test_done_callback_runs_once_in_the_tasks_thread(self) -> None:
+        calls: list[tuple[Task[Any], str]] = []
+        gate = threadkit.Event()
+        with TaskGroup() as tg:
+            task = tg.spawn(lambda: gate.wait() and threadkit.current_thread().name)
+            task.add_done_callback(lambda t: calls.append((t, threadkit.current_thread().name)))
+            gate.set()
+        # The block's end waited for the callback too.
+        assert calls == [(task, task.result())]
+        task.add_done_callback(lambda t: calls.append((t, "now")))
+        assert calls[-1] == (task, "now")
+
+    def test_a_failing_done_callback_fails_the_group(self) -> None:
+        boom = ValueError("callback")
+        with pytest.raises(ExceptionGroup) as info, TaskGroup() as tg:
+            gate = threadkit.Event()
+            task = tg.spawn(gate.wait)
+            task.add_done_callback(lambda t: fail(boom))
+            gate.set()
+        assert info.value.exceptions == (boom,)
+        assert any(task.name in note for note in boom.__notes__)
+
+    def test_done_callback_must_be_callable(self) -> None:
+        with TaskGroup() as tg:
+            task = tg.spawn(int)
+            with pytest.raises(TypeError):
+                task.add_done_callback(42)  # type: ignore[arg-type]
+
+
+def main_parked_on_any() -> bool:
+    rec = _core.record_for(_MAIN)
+    node = None if rec is None else rec.waiting
+    return node is not None and node.state is _core.WAITING
 
 
 # == Ctrl-C ==============================================================================

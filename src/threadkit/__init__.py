@@ -42,7 +42,7 @@ from ._sync import (
     RLock,
     Semaphore,
 )
-from ._taskgroup import Task, TaskGroup
+from ._taskgroup import Spawner, Task, TaskGroup, as_completed
 from ._threads import (
     ExceptHookArgs,
     Thread,
@@ -176,8 +176,10 @@ __all__ = [
     "move_on_after",
     "move_on_at",
     "sleep",
+    "Spawner",
     "Task",
     "TaskGroup",
+    "as_completed",
     "install",
     "is_installed",
 ]

@@ -170,7 +170,7 @@ def _taskgroup_demo(threads: int, low: float, high: float, rng: random.Random) -
             for i in range(1, threads + 1):
                 # Page 3 fails quickly; the others would take much longer.
                 seconds = low / 10 if i == 3 else high
-                tg.spawn(_fetch_page, i, seconds, name=f"fetch-{i}")
+                tg.options(name=f"fetch-{i}").spawn(_fetch_page, i, seconds)
     except* ConnectionError as group:
         print(f"  caught {group.exceptions[0]!r} after {threadkit.current_time() - started:.2f}s")
 
@@ -220,13 +220,13 @@ def demo(threads: int, low: float, high: float, rng: random.Random) -> int:
             )
             for i in range(1, 4)
         ]
-        for t in fetchers:
-            t.start()
-        for t in fetchers:
+        for fetcher in fetchers:
+            fetcher.start()
+        for fetcher in fetchers:
             try:
-                print(f"  {t.name} -> {t.result()}")
+                print(f"  {fetcher.name} -> {fetcher.result()}")
             except ConnectionError as exc:
-                print(f"  {t.name} raised in the caller: {exc!r}")
+                print(f"  {fetcher.name} raised in the caller: {exc!r}")
     finally:
         threadkit.excepthook = saved
 
