@@ -840,7 +840,7 @@ class TestIdle:
 class TestCancel:
     def test_a_task_spawned_into_a_cancelled_group_does_not_run(self) -> None:
         calls: list[int] = []
-        with TaskGroup() as tg:
+        with TaskGroup(limit=None) as tg:  # spawn into a limited group is a checkpoint
             tg.cancel_scope.cancel()
             task = tg.spawn(calls.append, 1)
         assert calls == []
@@ -867,7 +867,7 @@ class TestCancel:
     def test_a_failure_stops_tasks_still_queued(self, held: Held) -> None:
         calls: list[str] = []
         boom = ValueError("boom")
-        with pytest.raises(ExceptionGroup) as info, TaskGroup() as tg, held:
+        with pytest.raises(ExceptionGroup) as info, TaskGroup(limit=None) as tg, held:
             queued = tg.spawn(calls.append, "queued")
             failing = tg.spawn(fail, boom)
             held.release(failing)
@@ -1060,8 +1060,8 @@ class TestCancel:
 class TestStates:
     def test_pending_running_done(self, held: Held) -> None:
         gate = threadkit.Event()
-        with TaskGroup() as tg, held:
-            task = tg.spawn(gate.wait, name="watched")
+        with TaskGroup(limit=None) as tg, held:
+            task = tg.options(name="watched").spawn(gate.wait)
             assert held.jobs == [task]
             assert repr(task) == "<threadkit.Task watched pending>"
             assert task.thread is None
