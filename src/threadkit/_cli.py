@@ -159,8 +159,10 @@ def _fetch_page(n: int, seconds: float) -> str:
 def _taskgroup_demo(threads: int, low: float, high: float, rng: random.Random) -> None:
     print()
     print("== The same with a task group: results in order, errors reach the caller ==")
+    tasks = []
     with threadkit.TaskGroup(name="crawl") as tg:
-        tasks = [tg.spawn(_work, rng.uniform(low, high) / 10) for _ in range(threads)]
+        for _ in range(threads):
+            tasks.append(tg.spawn(_work, rng.uniform(low, high) / 10))
     print("  results, in spawn order:", [f"{t.result():.2f}s" for t in tasks])
 
     print("  a failing task cancels the others, and its error reaches the caller:")
@@ -176,8 +178,10 @@ def _taskgroup_demo(threads: int, low: float, high: float, rng: random.Random) -
 
     deadline = (low + high) / 20
     print(f"  a deadline of {deadline:.2f}s bounds every task of a group:")
+    slow = []
     with threadkit.move_on_after(deadline) as scope, threadkit.TaskGroup(name="slow") as tg:
-        slow = [tg.spawn(threadkit.sleep, rng.uniform(low, high) / 5) for _ in range(threads)]
+        for _ in range(threads):
+            slow.append(tg.spawn(threadkit.sleep, rng.uniform(low, high) / 5))
     finished = sum(1 for t in slow if t.exception() is None)
     print(
         f"  deadline passed: {scope.cancelled_caught}; {finished} finished, "
