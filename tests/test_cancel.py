@@ -15,6 +15,8 @@ One class per area:
 * ``TestThreadCancel``: ``Thread.cancel()``, ``result()`` and ``excepthook``.
 * ``TestTiming``: ``current_time``, ``current_effective_deadline``, ``sleep``,
   ``checkpoint``, ``fail_after``/``fail_at``.
+* ``TestSleepArguments``: ``sleep`` takes what ``time.sleep`` takes and refuses the
+  rest with the same exception, on the running Python.
 * ``TestRandomSchedules``: Hypothesis runs random schedules of operations across a
   few threads, with cancellations and deadlines injected, and checks the invariants.
 
@@ -26,10 +28,17 @@ a threadkit bug shows up as a failed assertion, not a wedged harness.
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -1711,6 +1720,211 @@ class TestTiming:
             except Exception:  # pragma: no cover - must not catch it
                 pytest.fail("except Exception caught Cancelled")
         assert scope.cancelled_caught
+
+
+# -- sleep's arguments, against time.sleep ----------------------------------------------
+class HasFloat:
+    """A number by ``__float__`` only: refused by time.sleep before 3.15."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __float__(self) -> float:
+        if isinstance(self.value, BaseException):
+            raise self.value
+        return self.value  # type: ignore[no-any-return]  # also a wrong type, on purpose
+
+
+class HasIndex:
+    """An integer by ``__index__``, taken by every version's time.sleep."""
+
+    def __init__(self, value: Any, as_float: float | None = None) -> None:
+        self.value = value
+        self.as_float = as_float
+
+    def __index__(self) -> int:
+        if isinstance(self.value, BaseException):
+            raise self.value
+        return self.value  # type: ignore[no-any-return]
+
+    def __float__(self) -> float:  # for 3.15, which prefers __index__
+        return math.nan if self.as_float is None else self.as_float
+
+
+class FloatSub(float):
+    def __float__(self) -> float:  # time.sleep reads the value, not this
+        return -5.0
+
+
+class IntSub(int):
+    def __index__(self) -> int:  # time.sleep reads the value, not this
+        return -5
+
+
+#: The longest duration time.sleep converts: 2**63 - 1 nanoseconds.
+SLEEP_LIMIT = (2**63 - 1) / 1e9
+
+#: Arguments every version's time.sleep answers at once: it refuses them, or they are
+#: zero (on some versions). Compared in this process.
+SLEEP_AT_ONCE: dict[str, Any] = {
+    "str": "a",
+    "numeric str": "1",
+    "None": None,
+    "list": [],
+    "bytes": b"",
+    "complex": 0j,
+    "nan": math.nan,
+    "-nan": -math.nan,
+    "inf": math.inf,
+    "-inf": -math.inf,
+    "1e100": 1e100,
+    "-1e100": -1e100,
+    "-1": -1,
+    "-1.0": -1.0,
+    "-1e-300": -1e-300,
+    "0": 0,
+    "0.0": 0.0,
+    "-0.0": -0.0,
+    "False": False,
+    "2**63 ns": 2**63 / 1e9,
+    "-(2**63) ns": -(2**63) / 1e9,
+    "just above -(2**63) ns": math.nextafter(-(2**63) / 1e9, 0),
+    "int above the limit": 9223372037,
+    "int below minus the limit": -9223372037,
+    "-9223372036": -9223372036,
+    "2**100": 2**100,
+    "Decimal(0)": Decimal(0),
+    "Decimal(-1)": Decimal(-1),
+    "Decimal('-0')": Decimal("-0"),
+    "Decimal('nan')": Decimal("nan"),
+    "Decimal('snan')": Decimal("snan"),
+    "Decimal('1e100')": Decimal("1e100"),
+    "Fraction(0)": Fraction(0),
+    "tiny negative Fraction": Fraction(-1, 10**30),
+    "__float__ 0": HasFloat(0.0),
+    "__float__ -1": HasFloat(-1.0),
+    "__float__ nan": HasFloat(math.nan),
+    "__float__ returns str": HasFloat("x"),
+    "__float__ raises": HasFloat(RuntimeError("boom")),
+    "__index__ 0": HasIndex(0),
+    "__index__ -3": HasIndex(-3),
+    "__index__ 2**70": HasIndex(2**70),
+    "__index__ raises": HasIndex(RuntimeError("boom")),
+    "__index__ 0 and __float__ nan": HasIndex(0, as_float=math.nan),
+    "float subclass 0": FloatSub(0.0),
+    "float subclass nan": FloatSub("nan"),
+    "int subclass -1": IntSub(-1),
+    "int subclass 0": IntSub(0),
+}
+
+#: Arguments that time.sleep takes, on every version or from some version on, and then
+#: sleeps: each is written as an expression, evaluated at the call, since the last
+#: one depends on the clock. Compared with time.sleep in a child process.
+SLEEP_TAKEN = {
+    "1.5": "1.5",
+    "int": "7",
+    "True": "True",
+    "9.2e9": "9.2e9",
+    "just before the deadline limit": "SLEEP_LIMIT - time.monotonic() - 60",
+    "Fraction(1, 3)": "Fraction(1, 3)",
+    "Decimal('0.5')": "Decimal('0.5')",
+    "__float__ 2.5": "HasFloat(2.5)",
+    "__index__ 3": "HasIndex(3)",
+}
+
+#: Run in a child: for each expression, call time.sleep with it in a daemon thread and
+#: report how it answered, or "sleeping" once the thread is blocked in the kernel's
+#: nanosleep (read from /proc, not guessed from the time it took).
+_SLEEP_CHILD = """
+from __future__ import annotations
+import json, math, sys, time, threading
+from decimal import Decimal
+from fractions import Fraction
+{classes}
+# Named as in the test module: 3.14 names the type in its TypeError.
+HasFloat.__module__ = HasIndex.__module__ = {module!r}
+SLEEP_LIMIT = {limit!r}
+
+def answer(expr, deadline):
+    box = []
+    def call():
+        try:
+            time.sleep(eval(expr))
+            box.append("returned")
+        except BaseException as exc:
+            box.append([type(exc).__name__, str(exc)])
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    while not box and time.monotonic() < deadline:
+        try:
+            with open(f"/proc/self/task/{{thread.native_id}}/wchan") as f:
+                if "nanosleep" in f.read():
+                    return "sleeping"
+        except OSError:
+            pass
+    return box[0] if box else "unknown"
+
+deadline = time.monotonic() + 10
+print(json.dumps({{e: answer(e, deadline) for e in json.loads(sys.argv[1])}}), flush=True)
+"""
+
+
+def sleep_answer(sleep: Callable[[Any], object], seconds: Any) -> object:
+    """How ``sleep(seconds)`` answers at once: "taken" (it returned, or raised
+    ``Cancelled`` in the cancelled scope around it: it was about to sleep), or the
+    type and message of what it raised."""
+    try:
+        with CancelScope() as scope:
+            scope.cancel()
+            sleep(seconds)
+    except BaseException as exc:
+        return [type(exc).__name__, str(exc)]
+    return "taken"
+
+
+@pytest.fixture(scope="module")
+def time_sleep_answers() -> dict[str, Any]:
+    """time.sleep's answer to each of ``SLEEP_TAKEN``, from a child process."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("tells a sleeping thread by /proc/<pid>/task/<tid>/wchan (Linux)")
+    classes = "\n".join(textwrap.dedent(inspect.getsource(cls)) for cls in (HasFloat, HasIndex))
+    code = _SLEEP_CHILD.format(classes=classes, module=__name__, limit=SLEEP_LIMIT)
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(list(SLEEP_TAKEN.values()))],
+        capture_output=True,
+        text=True,
+        timeout=25,
+    )
+    assert out.returncode == 0, out.stderr
+    answers: dict[str, Any] = json.loads(out.stdout)
+    return answers
+
+
+class TestSleepArguments:
+    @pytest.mark.parametrize("seconds", SLEEP_AT_ONCE.values(), ids=SLEEP_AT_ONCE.keys())
+    def test_answers_as_time_sleep_does(self, seconds: Any) -> None:
+        assert sleep_answer(threadkit.sleep, seconds) == sleep_answer(time.sleep, seconds)
+
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's clock_nanosleep")
+    def test_refuses_a_deadline_past_the_clock_limit_as_time_sleep_does(self) -> None:
+        # time.sleep's absolute deadline (the monotonic clock plus the duration, in
+        # int64 nanoseconds) wraps past 2**63 - 1: clock_nanosleep refuses it.
+        seconds = SLEEP_LIMIT - time.monotonic() / 2
+        expected = sleep_answer(time.sleep, seconds)
+        assert expected == ["OSError", "[Errno 22] Invalid argument"]
+        assert sleep_answer(threadkit.sleep, seconds) == expected
+
+    @pytest.mark.parametrize("expr", SLEEP_TAKEN.values(), ids=SLEEP_TAKEN.keys())
+    def test_takes_what_time_sleep_takes(
+        self, expr: str, time_sleep_answers: dict[str, Any]
+    ) -> None:
+        expected = time_sleep_answers[expr]
+        if expected == "unknown":
+            pytest.skip("could not tell whether time.sleep was sleeping")
+        seconds = eval(expr)
+        assert sleep_answer(threadkit.sleep, seconds) == (
+            "taken" if expected == "sleeping" else expected
+        )
 
 
 # =======================================================================================

@@ -42,7 +42,7 @@ import math
 from collections.abc import Callable
 from time import monotonic
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from ._registry import ThreadRecord
@@ -266,7 +266,13 @@ def _check_seconds(seconds: float) -> None:
 
 
 class _FailScope(CancelScope):
-    """A scope that turns its own expiry into ``TimeoutError``."""
+    """A scope that turns its own expiry into ``TimeoutError``.
+
+    Its ``__exit__`` never swallows an exception, and says so in its type
+    (``Literal[False]``, not ``bool``): a type checker then knows that code after a
+    ``with fail_after(...)`` block runs only if the block ended normally (no
+    "Missing return statement" for a ``return`` inside it).
+    """
 
     __slots__ = ()
 
@@ -275,11 +281,10 @@ class _FailScope(CancelScope):
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
-        caught = super().__exit__(exc_type, exc, tb)
-        if caught:
+    ) -> Literal[False]:
+        if super().__exit__(exc_type, exc, tb):
             raise TimeoutError("deadline exceeded") from None
-        return caught
+        return False
 
 
 def move_on_at(deadline: float, *, shield: bool = False) -> CancelScope:
@@ -293,12 +298,12 @@ def move_on_after(seconds: float, *, shield: bool = False) -> CancelScope:
     return CancelScope(deadline=monotonic() + seconds, shield=shield)
 
 
-def fail_at(deadline: float, *, shield: bool = False) -> CancelScope:
+def fail_at(deadline: float, *, shield: bool = False) -> _FailScope:
     """Like ``move_on_at``, but raise ``TimeoutError`` if the deadline cancels the block."""
     return _FailScope(deadline=deadline, shield=shield)
 
 
-def fail_after(seconds: float, *, shield: bool = False) -> CancelScope:
+def fail_after(seconds: float, *, shield: bool = False) -> _FailScope:
     """Like ``move_on_after``, but raise ``TimeoutError`` if the deadline cancels the block."""
     _check_seconds(seconds)
     return _FailScope(deadline=monotonic() + seconds, shield=shield)
