@@ -1227,6 +1227,37 @@ class TestBackpressure:
             gate.set()
         assert info.value.exceptions == (boom,)
 
+    @pytest.mark.parametrize("fail_fast", [True, False])
+    def test_map_left_open_at_the_end_of_the_block_reports_unseen_failures(
+        self, fail_fast: bool
+    ) -> None:
+        boom = ValueError("never yielded")
+
+        def work(x: int) -> int:
+            if x == 3:
+                raise boom
+            return x
+
+        with pytest.raises(ExceptionGroup) as info, TaskGroup(limit=2, fail_fast=fail_fast) as tg:
+            results = tg.map(work, range(5), return_exceptions=True)
+            assert next(results) == 0
+            wait_until(lambda: tg._running == 0)
+        assert info.value.exceptions == (boom,)
+        results.close()
+
+    def test_a_limited_groups_tasks_do_not_share_a_local(self) -> None:
+        loc = threadkit.local()
+        seen: list[object] = []
+
+        def task(i: int) -> None:
+            seen.append(getattr(loc, "user", None))
+            loc.user = i
+
+        with TaskGroup(limit=1) as tg:
+            for i in range(5):
+                tg.spawn(task, i)
+        assert seen == [None] * 5
+
 
 # == Error policy ========================================================================
 class TestCollecting:

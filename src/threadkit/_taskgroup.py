@@ -168,7 +168,6 @@ class Task(Generic[T]):
         "_waiters",
         "_callbacks",
         "_to_caller",
-        "_quiet_failure",
         "_taken",
     )
 
@@ -206,8 +205,6 @@ class Task(Generic[T]):
         #: ``map(return_exceptions=True)``: an Exception goes to map's caller, not
         #: to the group, unless map is closed before it yields it.
         self._to_caller = False
-        #: The task failed while ``_to_caller`` held (the group did not record it).
-        self._quiet_failure = False
         #: Its failure was taken by the program (``result``, ``exception``, ``map``):
         #: a collecting group does not raise it again.
         self._taken = False
@@ -294,7 +291,7 @@ class Task(Generic[T]):
                 else:
                     callbacks.append(fn)
                 return
-        fn(self)
+        _call_back(fn, self)
 
     def _discard_callback(self, fn: Callable[[Task[T]], object]) -> None:
         with self._group._mutex:
@@ -331,12 +328,12 @@ class Task(Generic[T]):
         try:
             self._execute(worker, rec)
         finally:
-            # The worker wears the task's name only while the task runs: whoever
-            # sees it ended must not find the worker still named after it.
-            worker._job = None
-            self._group._task_ended(self, None)
+            # ``worker._job`` is cleared in the hold of the mutex that counts the task
+            # ended: a fork meanwhile (during its done callbacks, say) still finds the
+            # job to end, and whoever sees it ended no longer finds the worker named
+            # after it.
+            self._group._task_ended(self, None, worker)
 
-    @interruptible  # it runs the task's function
     def _execute(self, worker: Worker, rec: ThreadRecord) -> None:
         """Run the task's function in ``worker`` and record how it ended; never raises."""
         group = self._group
@@ -347,9 +344,7 @@ class Task(Generic[T]):
                 # A task cancelled while it was queued does not start at all.
                 check_cancelled(rec)
             self._thread = worker
-            fn = self._fn
-            assert fn is not None and self._context is not None
-            self._result = self._context.run(fn, *self._args, **self._kwargs)
+            self._result = self._call()
         except BaseException as exc:
             self._exception = exc
             self._traceback = exc.__traceback__
@@ -363,10 +358,25 @@ class Task(Generic[T]):
             self._args = ()
             self._kwargs = {}
 
+    @interruptible  # the task's function: the only open part of running a task
+    def _call(self) -> T:
+        fn = self._fn
+        assert fn is not None and self._context is not None
+        return self._context.run(fn, *self._args, **self._kwargs)
+
     def lost(self, error: BaseException) -> None:
-        """End the task with ``error``: in a forked child, its thread does not exist."""
+        """End the task with ``error``: in a forked child, its thread does not exist.
+
+        A task that had ended, its done callbacks running, is only counted ended.
+        """
         group = self._group
         group._renew_mutex_after_fork()
+        if self._state is DONE:
+            woken: list[Waiter] = []
+            with group._mutex:
+                group._release_locked(None, woken)
+            wake(woken)
+            return
         self._exception = error
         group._task_failed(error, self)
         group._task_ended(self, None)
@@ -410,6 +420,22 @@ class _Runner:
                     task._execute(worker, rec)
                 finally:
                     task = group._task_ended(task, self)
+                if task is None:
+                    break
+                if worker._retiring:
+                    # This thread forked and goes on in the child, where the group's
+                    # queued tasks are the parent's: they end, as the cache's do.
+                    error = RuntimeError("the task's thread did not survive fork()")
+                    group._runner_lost(self, error)
+                    break
+                if rec.used_local:
+                    # The task touched a threadkit.local: this thread must not run
+                    # another task (the cache ends it). The runner goes on elsewhere.
+                    try:
+                        submit(self)
+                    except BaseException:
+                        pass  # queued all the same; it runs when a worker is free
+                    break
         finally:
             worker._job = None
 
@@ -479,6 +505,9 @@ class TaskGroup:
         #: Limited groups: runners alive, and the tasks waiting for one.
         self._runners = 0
         self._pending: deque[Task[Any]] = deque()
+        #: Failures of ``map(return_exceptions=True)`` items not yielded yet: the
+        #: group's if the block ends (or the map is closed) before they are.
+        self._quiet: dict[Task[Any], BaseException] = {}
         self._task_counter = itertools.count(1)
 
     def __repr__(self) -> str:
@@ -567,6 +596,8 @@ class TaskGroup:
             raise interrupt from None
         with self._mutex:
             self._state = GroupState.CLOSED
+            self._failures += self._quiet.items()
+            self._quiet.clear()
             failures = [
                 error
                 for task, error in self._failures
@@ -848,11 +879,9 @@ class TaskGroup:
             window = self._limit * _MAP_WINDOW_PER_SLOT
         else:
             window = _positive_int(buffersize, "buffersize", 1)
-        items: Iterator[tuple[Any, ...]] = (
-            ((item,) for item in iterables[0])
-            if len(iterables) == 1
-            else zip(*iterables, strict=False)
-        )
+        # zip, in C, also for one iterable: a generator written here would be a
+        # protected frame, holding Ctrl-C back while the program's iterable runs.
+        items: Iterator[tuple[Any, ...]] = zip(*iterables, strict=False)
         return self._map(fn, items, window, bool(return_exceptions))
 
     @interruptible  # it pulls items from the program's iterable
@@ -868,21 +897,16 @@ class TaskGroup:
             while True:
                 # Room in the window before the next item is taken from the input.
                 while window and (len(window) >= window_size or window[0]._state is DONE):
-                    # The outcome first: an item still in the window when the
-                    # generator is closed is one whose outcome nobody saw.
-                    outcome = self._map_outcome(window[0], to_caller)
-                    window.popleft()
-                    yield outcome
-                    del outcome
+                    # Taken off the window with its outcome, in a protected frame,
+                    # and yielded on the same line: an item still in the window
+                    # when the generator is closed is one whose outcome nobody saw.
+                    yield self._take_outcome(window, to_caller)
                 args = next(items, None)
                 if args is None:
                     break
                 window.append(self._spawn(fn, args, {}, None, to_caller))
             while window:
-                outcome = self._map_outcome(window[0], to_caller)
-                window.popleft()
-                yield outcome
-                del outcome
+                yield self._take_outcome(window, to_caller)
         except Cancelled as cancelled:
             if cancelled.scope is not self.cancel_scope:
                 raise
@@ -903,12 +927,19 @@ class TaskGroup:
                 # Closed early: the Exceptions nobody will see are the group's again.
                 self._give_back(window)
 
-    def _map_outcome(self, task: Task[R], to_caller: bool) -> Any:
+    def _take_outcome(self, window: deque[Task[R]], to_caller: bool) -> Any:
+        """Wait for the head of ``window``; take it off and return its outcome, or
+        raise its failure (leaving it there)."""
+        task = window[0]
         task._wait(None)
         error = task._exception
         if error is None:
+            window.popleft()
             return task._result
         if to_caller and isinstance(error, Exception):
+            with self._mutex:
+                self._quiet.pop(task, None)
+            window.popleft()
             return error
         self._taken(task)
         raise error.with_traceback(task._traceback)
@@ -919,10 +950,8 @@ class TaskGroup:
         with self._mutex:
             for task in tasks:
                 task._to_caller = False
-                if task._quiet_failure:
-                    task._quiet_failure = False
-                    error = task._exception
-                    assert error is not None
+                error = self._quiet.pop(task, None)
+                if error is not None:
                     self._failures.append((task, error))
                     failed.append(error)
         if failed and self._fail_fast:
@@ -943,21 +972,26 @@ class TaskGroup:
     def _task_failed(self, error: BaseException, task: Task[Any] | None) -> None:
         with self._mutex:
             if task is not None and task._to_caller and isinstance(error, Exception):
-                task._quiet_failure = True
+                self._quiet[task] = error
                 return
             self._failures.append((task, error))
         if self._fail_fast or isinstance(error, KeyboardInterrupt | SystemExit):
             self.cancel_scope.cancel()
 
-    def _task_ended(self, task: Task[Any], runner: _Runner | None) -> Task[Any] | None:
+    def _task_ended(
+        self, task: Task[Any], runner: _Runner | None, worker: Worker | None = None
+    ) -> Task[Any] | None:
         """Publish ``task``'s outcome, run its callbacks, free its slot and wake whoever
-        waits. For a runner, return the next task it runs (None: it ends)."""
+        waits. For a runner, return the next task it runs (None: it ends). A task run
+        as a job of its own clears ``worker._job`` when it is counted ended."""
         with self._mutex:
             task._state = DONE
             queue = task._waiters
             woken = queue.take_all_locked() if queue is not None else []
             callbacks = task._callbacks
             if callbacks is None:
+                if worker is not None:
+                    worker._job = None
                 following = self._release_locked(runner, woken)
             else:
                 task._callbacks = None
@@ -966,13 +1000,15 @@ class TaskGroup:
                 wake(woken)
             for callback in callbacks:
                 try:
-                    callback(task)
+                    _call_back(callback, task)
                 except BaseException as exc:
                     exc.add_note(f"in a done callback of {task.name}")
                     self._task_failed(exc, None)
                     del exc
             woken = []
             with self._mutex:
+                if worker is not None:
+                    worker._job = None
                 following = self._release_locked(runner, woken)
         if woken:
             wake(woken)
@@ -1052,6 +1088,11 @@ class Spawner:
         """``TaskGroup.spawn`` with these options; every keyword goes to ``fn``."""
         _check_callable(fn)
         return self._group._spawn(fn, args, kwargs, self._name, False)
+
+
+@interruptible  # the program's callback
+def _call_back(fn: Callable[[Task[T]], object], task: Task[T]) -> None:
+    fn(task)
 
 
 def _takes_name(fn: Callable[..., Any]) -> bool:
