@@ -1,5 +1,6 @@
-"""Shared by the benchmark scripts: time formatting, quartiles, the result tables and
-the harness pieces of the interleaved stdlib-versus-threadkit comparisons."""
+"""Shared by the benchmark scripts: time formatting, quartiles, the result tables,
+the harness pieces of the interleaved stdlib-versus-threadkit comparisons and the
+``chain_floor.py --pool`` floor sample."""
 
 from __future__ import annotations
 
@@ -7,22 +8,29 @@ import argparse
 import faulthandler
 import fnmatch
 import gc
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Protocol, TypeVar
 
+import chain_floor
+
 __all__ = [
+    "FloorRound",
     "add_case_args",
     "add_rounds_arg",
     "add_timeout_arg",
     "case_failed",
     "compare_row",
+    "floor_sample",
     "fmt_time",
     "load_threadkit",
     "pin_note",
@@ -274,3 +282,63 @@ def add_timeout_arg(parser: argparse.ArgumentParser) -> None:
         default=60.0,
         help="seconds before a stuck sample aborts the run (default 60)",
     )
+
+
+@dataclass(frozen=True)
+class FloorRound:
+    """One round of ``chain_floor.py --pool``: what it printed, and its wall time."""
+
+    link_us: float
+    release_us: float
+    first_to_last_s: float
+    wall_s: float
+
+
+#: Runs ``chain_floor.main()`` in the subprocess with one addition: the time at which
+#: each round ended (its ``_report`` is called once the last job is done) minus the
+#: round's first start, printed as JSON after the rounds.
+_FLOOR_BOOT = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import chain_floor
+walls = []
+report = chain_floor._report
+def timed_report(r, starts, releases):
+    walls.append(time.perf_counter() - min(starts))
+    report(r, starts, releases)
+chain_floor._report = timed_report
+sys.argv = [chain_floor.__file__, *sys.argv[2:]]
+chain_floor.main()
+print("walls", json.dumps(walls))
+"""
+
+
+def floor_sample(n: int, rounds: int, timeout: float) -> tuple[float, list[FloorRound]]:
+    """Run ``chain_floor.py --pool --threads n --rounds rounds`` in a subprocess; return
+    the median wall seconds of its rounds but the first (threads fresh from their start,
+    dropped), and those rounds.
+
+    The subprocess is this interpreter, so it runs with this process's CPU affinity;
+    it is killed, and ``subprocess.TimeoutExpired`` raised, after ``timeout`` seconds.
+    """
+    if rounds < 2:
+        raise ValueError("floor_sample needs at least two rounds (the first is dropped)")
+    here = os.path.dirname(os.path.abspath(chain_floor.__file__))
+    args = ["--pool", "--threads", str(n), "--rounds", str(rounds)]
+    cmd = [sys.executable, "-c", _FLOOR_BOOT, here, *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"chain_floor.py failed ({out.returncode}): {out.stderr.strip()}")
+    printed: list[tuple[float, float, float]] = []
+    walls: list[float] = []
+    for line in out.stdout.splitlines():
+        cells = line.split()
+        if len(cells) == 4 and cells[0].isdigit():
+            link, release, first_to_last = (float(c) for c in cells[1:])
+            printed.append((link, release, first_to_last * 1e-3))
+        elif line.startswith("walls "):
+            walls = [float(w) for w in json.loads(line[len("walls ") :])]
+    if len(printed) != rounds or len(walls) != rounds:
+        raise RuntimeError(f"chain_floor.py printed {len(printed)} rounds:\n{out.stdout}")
+    kept = [FloorRound(*p, w) for p, w in zip(printed, walls, strict=True)][1:]
+    return statistics.median(r.wall_s for r in kept), kept

@@ -86,10 +86,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
-import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -99,11 +96,13 @@ from types import ModuleType
 
 import chain_floor
 from _report import (
+    FloorRound,
     add_case_args,
     add_rounds_arg,
     add_timeout_arg,
     case_failed,
     compare_row,
+    floor_sample,
     fmt_time,
     load_threadkit,
     pin_note,
@@ -207,59 +206,6 @@ def bench_blocked(side: Side, n: int) -> float:
     for future in futures:
         future.result()  # re-raises a task's error
     return t1 - t0
-
-
-@dataclass(frozen=True)
-class FloorRound:
-    link_us: float
-    release_us: float
-    first_to_last_s: float
-    wall_s: float
-
-
-#: Runs ``chain_floor.main()`` in the subprocess with one addition: the time at which
-#: each round ended (its ``_report`` is called once the last job is done) minus the
-#: round's first start, printed as JSON after the rounds.
-_FLOOR_BOOT = """
-import json, sys, time
-sys.path.insert(0, sys.argv[1])
-import chain_floor
-walls = []
-report = chain_floor._report
-def timed_report(r, starts, releases):
-    walls.append(time.perf_counter() - min(starts))
-    report(r, starts, releases)
-chain_floor._report = timed_report
-sys.argv = [chain_floor.__file__, *sys.argv[2:]]
-chain_floor.main()
-print("walls", json.dumps(walls))
-"""
-
-
-def floor_sample(n: int) -> tuple[float, list[FloorRound]]:
-    """Run ``chain_floor.py --pool`` in a subprocess; its median round, in wall seconds.
-
-    The subprocess is this interpreter, so it runs with this process's CPU affinity.
-    """
-    here = os.path.dirname(os.path.abspath(chain_floor.__file__))
-    args = ["--pool", "--threads", str(n), "--rounds", str(_FLOOR_ROUNDS)]
-    cmd = [sys.executable, "-c", _FLOOR_BOOT, here, *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=_sample_timeout, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"chain_floor.py failed ({out.returncode}): {out.stderr.strip()}")
-    printed: list[tuple[float, float, float]] = []
-    walls: list[float] = []
-    for line in out.stdout.splitlines():
-        cells = line.split()
-        if len(cells) == 4 and cells[0].isdigit():
-            link, release, first_to_last = (float(c) for c in cells[1:])
-            printed.append((link, release, first_to_last * 1e-3))
-        elif line.startswith("walls "):
-            walls = [float(w) for w in json.loads(line[len("walls ") :])]
-    if len(printed) != _FLOOR_ROUNDS or len(walls) != _FLOOR_ROUNDS:
-        raise RuntimeError(f"chain_floor.py printed {len(printed)} rounds:\n{out.stdout}")
-    kept = [FloorRound(*p, w) for p, w in zip(printed, walls, strict=True)][1:]
-    return statistics.median(r.wall_s for r in kept), kept
 
 
 # --------------------------------------------------------------------------------------
@@ -392,7 +338,7 @@ def run(
             for side in order:
                 try:
                     if side is floor:
-                        wall, kept = floor_sample(n)
+                        wall, kept = floor_sample(n, _FLOOR_ROUNDS, _sample_timeout)
                         samples[floor.label] = wall
                         res.floor_rounds += kept
                         continue

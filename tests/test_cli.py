@@ -106,8 +106,15 @@ def test_benchmark_script_smoke() -> None:
 
 
 def test_taskgroup_benchmark_smoke() -> None:
+    # Not a timing test: every part runs (map checks its results) and is reported,
+    # the floor of part 2 too, and every goal gets a verdict.
     out = run(str(ROOT / "benchmarks" / "bench_taskgroup.py"), "--quick", timeout=110)
     assert out.returncode == 0, out.stdout + out.stderr
+    for part in ("Part 1:", "Part 1b:", "Part 1c:", "Part 1d:", "Part 2:", "Part 3:"):
+        assert part in out.stdout
+    assert re.search(r"^floor +chain_floor\.py --pool --threads 200 ", out.stdout, re.M)
+    assert re.search(r"^map: taskgroup / tpe .* goal <= 1\.1 +(yes|no)", out.stdout, re.M)
+    assert re.search(r"^goals met: \d+/7$", out.stdout, re.M)
 
 
 def test_cancel_benchmark_smoke() -> None:
