@@ -1213,9 +1213,13 @@ class TestBackpressure:
     ) -> None:
         boom = ValueError("never yielded")
         gate = threadkit.Event()
+        started = threadkit.Event()
 
         def work(x: int) -> int:
+            if x == 0:
+                started.wait()  # map reads on past item 0 until item 2 runs
             if x == 2:
+                started.set()
                 gate.wait()
                 raise boom
             return x
@@ -1232,9 +1236,13 @@ class TestBackpressure:
         self, fail_fast: bool
     ) -> None:
         boom = ValueError("never yielded")
+        failing = threadkit.Event()
 
         def work(x: int) -> int:
+            if x == 0:
+                failing.wait()  # map reads on past item 0 until item 3 runs
             if x == 3:
+                failing.set()
                 raise boom
             return x
 
