@@ -209,20 +209,17 @@ def cost_tpe(tk: ModuleType, n: int) -> float:
 
 
 def burst_taskgroup(tk: ModuleType, n: int) -> float:
-    f = _noop
-    t0 = perf_counter()
-    with tk.TaskGroup(limit=None) as tg:
-        spawn = tg.spawn
-        for _ in range(n):
-            spawn(f)
-    t1 = perf_counter()
-    return (t1 - t0) / n
+    return _burst(tk, n, None)
 
 
 def burst_taskgroup_limited(tk: ModuleType, n: int) -> float:
+    return _burst(tk, n, 4)
+
+
+def _burst(tk: ModuleType, n: int, limit: int | None) -> float:
     f = _noop
     t0 = perf_counter()
-    with tk.TaskGroup(limit=4) as tg:
+    with tk.TaskGroup(limit=limit) as tg:
         spawn = tg.spawn
         for _ in range(n):
             spawn(f)
