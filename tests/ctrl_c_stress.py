@@ -184,7 +184,7 @@ def release_round() -> None:
 
         def released(lock: threadkit.Lock = lock) -> bool:
             # Not "unlocked": the waiter may hold it by now.
-            return not lock.locked() or lock._owner != MAIN
+            return not lock.locked() or lock._holder() != MAIN
 
         _park_waiter(lock, body, acted=released, undo=lock.release)
         lock.release()

@@ -30,6 +30,7 @@ from ._core import (
     move_on_at,
     sleep,
 )
+from ._core._deadlock import DeadlockError
 from ._iterators import concurrent_tee, serialize_iterator, synchronized_iterator
 from ._standin import install, is_installed
 from ._sync import (
@@ -182,4 +183,5 @@ __all__ = [
     "as_completed",
     "install",
     "is_installed",
+    "DeadlockError",
 ]

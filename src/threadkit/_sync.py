@@ -167,7 +167,10 @@ class Lock(_LockBase):
 
     def __init__(self) -> None:
         self._lock: Any = _allocate_lock()
-        #: Ident of the thread that acquired the lock last; for diagnostics only.
+        #: Ident of the thread holding the lock, for diagnostics: positive if it was
+        #: taken by a ``with`` statement (so the thread that took it releases it:
+        #: deadlock detection may count on it), negated if by ``acquire()`` (the lock
+        #: may be a signal that another thread releases); None while unlocked.
         self._owner: int | None = None
         self._queue = WaitQueue()
         self._waiters = self._queue.waiters
@@ -189,14 +192,22 @@ class Lock(_LockBase):
         if _ARMED and blocking:
             checkpoint()
         if timeout == -1 and self._lock.acquire(False):
-            self._owner = _get_ident()
+            self._owner = -_get_ident()
             return True
         if self._acquire_slow(blocking, timeout):
-            self._owner = _get_ident()
+            self._owner = -_get_ident()
             return True
         return False
 
-    __enter__ = acquire
+    def __enter__(self) -> bool:
+        """``acquire()``, for a ``with`` statement: the lock is then bound to this
+        thread until the block ends, which deadlock detection relies on."""
+        if _ARMED:
+            checkpoint()
+        if self._lock.acquire(False) or self._acquire_slow(True, -1):
+            self._owner = _get_ident()
+            return True
+        return False  # pragma: no cover - a blocking acquire returns True or raises
 
     def release(self) -> None:
         """Release the lock, which any thread may do; RuntimeError if it is unlocked."""
@@ -233,15 +244,18 @@ class Lock(_LockBase):
             raise TypeError("type 'threadkit.Lock' is not an acceptable base type")
 
     # The Condition protocol: a plain lock is "owned" whenever it is held.
-    def _release_save(self) -> None:
+    def _release_save(self) -> int | None:
+        owner = self._owner
         self.release()
+        return owner
 
-    def _acquire_restore(self, _state: object) -> None:
+    def _acquire_restore(self, state: object) -> None:
         # Not a cancellation point, nor open to Ctrl-C: Condition.wait must hold the
         # lock again even when it is leaving with Cancelled or KeyboardInterrupt.
         if not self._lock.acquire(False):
             self._acquire_slow(True, -1, False)
-        self._owner = _get_ident()
+        ident = _get_ident()
+        self._owner = -ident if isinstance(state, int) and state < 0 else ident
 
     def _is_owned(self) -> bool:
         return bool(self._lock.locked())
@@ -254,11 +268,20 @@ class Lock(_LockBase):
 
     def _holder(self) -> int | None:
         """Ident of the holder, for diagnostics (None when unlocked)."""
-        return self._owner if self._lock.locked() else None
+        owner = self._owner
+        return abs(owner) if owner is not None and self._lock.locked() else None
+
+    def _tk_holders(self, operation: str) -> list[int] | None:
+        """The thread a waiter needs to release the lock (deadlock detection): its
+        holder if it took it with ``with``; None if any thread might release it."""
+        owner = self._owner
+        if owner is not None and owner > 0 and self._lock.locked():
+            return [owner]
+        return None
 
     def __repr__(self) -> str:
         if self._lock.locked():
-            details = f"owner={thread_label(self._owner)}{_waiting_suffix(len(self._waiters))} "
+            details = f"owner={thread_label(self._holder())}{_waiting_suffix(len(self._waiters))} "
             return _lock_repr(self, True, details)
         return _lock_repr(self, False, "")
 
@@ -373,6 +396,12 @@ class RLock(_LockBase):
         """Ident of the owner, for diagnostics (None when unlocked)."""
         owner, count = self._parse()
         return owner if count else None
+
+    def _tk_holders(self, operation: str) -> list[int] | None:
+        """The thread a waiter needs to release the lock: its owner (deadlock
+        detection; only the owner may release an RLock)."""
+        owner = self._holder()
+        return None if owner is None else [owner]
 
     def __repr__(self) -> str:
         owner, count = self._parse()
@@ -499,7 +528,8 @@ class Condition:
             # not yet written ``_owner`` leaves it None, which must not read as ours.
             # (Between Lock.release clearing the owner and releasing the C lock no
             # Ctrl-C can land: that is protected code.)
-            return lock.locked() and lock._owner == _get_ident()
+            owner = lock._owner
+            return lock.locked() and owner is not None and abs(owner) == _get_ident()
         if isinstance(lock, RLock) or hasattr(lock, "_recursion_count"):
             return bool(lock._is_owned())
         locked = getattr(lock, "locked", None)

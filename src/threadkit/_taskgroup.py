@@ -320,6 +320,29 @@ class Task(Generic[T]):
                 queue = self._waiters = WaitQueue(mutex)
         return queue.wait_until(current_record(), self, "result", self.done, deadline, cancellable)
 
+    def _tk_holders(self, operation: str) -> list[int] | None:
+        """Who a ``result()`` waits for (deadlock detection): the thread running the
+        task; for a task queued in a full limited group, the threads running the
+        group's tasks, one of which must end its task first. None while that is
+        changing (a task between a runner and its thread)."""
+        if operation != "result":
+            return None
+        group = self._group
+        with group._mutex:
+            state = self._state
+            if state is RUNNING:
+                thread = self._thread
+                return None if thread is None or thread.ident is None else [thread.ident]
+            if state is PENDING and group._limit is not None and self in group._pending:
+                return group._runner_threads_locked()
+        return None
+
+    def _tk_held_as(self, operation: str, ident: int) -> str:
+        thread = self._thread
+        if self._state is RUNNING and thread is not None and thread.ident == ident:
+            return f"running {self!r}"
+        return f"holding a slot of {self._group.name}, which queued tasks wait for"
+
     # -- running (in a worker) ------------------------------------------------------------
     def run_in(self, worker: Worker, rec: ThreadRecord) -> None:
         """Run the task as a job of its own in ``worker``'s thread (``rec``). Never
@@ -505,6 +528,8 @@ class TaskGroup:
         #: Limited groups: runners alive, and the tasks waiting for one.
         self._runners = 0
         self._pending: deque[Task[Any]] = deque()
+        #: The runners counted in ``_runners``, for deadlock detection.
+        self._active_runners: set[_Runner] = set()
         #: Failures of ``map(return_exceptions=True)`` items not yielded yet: the
         #: group's if the block ends (or the map is closed) before they are.
         self._quiet: dict[Task[Any], BaseException] = {}
@@ -741,7 +766,9 @@ class TaskGroup:
         if self._runners < self._limit:
             self._runners += 1
             self._running += 1
-            return _Runner(self, task)
+            runner = _Runner(self, task)
+            self._active_runners.add(runner)
+            return runner
         if inside or len(self._pending) < self._max_pending:
             self._pending.append(task)
             self._running += 1
@@ -800,6 +827,7 @@ class TaskGroup:
                     else:
                         job._active = False
                         self._runners -= 1
+                        self._active_runners.discard(job)
                 woken = self._room.take_all_locked()
                 if not self._running:
                     # The end of the block may be waiting for this very count.
@@ -1032,9 +1060,40 @@ class TaskGroup:
             following = runner.task = None
             runner._active = False
             self._runners -= 1
+            self._active_runners.discard(runner)
         if self._room.waiters:
             woken += self._room.take_all_locked()
         return following
+
+    def _runner_threads_locked(self) -> list[int] | None:
+        """The threads running this limited group's tasks, one per runner; None if a
+        runner is between tasks or threads (it may take a queued task at once).
+        Under ``_mutex``."""
+        idents = []
+        for runner in self._active_runners:
+            task = runner.task
+            if task is None or task._state is not RUNNING:
+                return None
+            thread = task._thread
+            ident = None if thread is None else thread.ident
+            if ident is None:
+                return None
+            idents.append(ident)
+        idents.sort()
+        return idents
+
+    def _tk_holders(self, operation: str) -> list[int] | None:
+        """Who a spawner waiting for room waits for (deadlock detection): the
+        threads running the group's tasks, one of which must end its task first."""
+        if operation != "spawn":
+            return None
+        with self._mutex:
+            if self._limit is None or self._runners < self._limit:
+                return None
+            return self._runner_threads_locked()
+
+    def _tk_held_as(self, operation: str, ident: int) -> str:
+        return f"holding a slot of {self.name}"
 
     def _runner_lost(self, runner: _Runner, error: BaseException) -> None:
         """In a forked child: ``runner``'s thread is gone. Its task ends with
@@ -1046,6 +1105,7 @@ class TaskGroup:
                 return
             runner._active = False
             self._runners -= 1
+            self._active_runners.discard(runner)
             current = runner.task
             if current is not None:
                 lost.append(current)

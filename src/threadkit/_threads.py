@@ -676,6 +676,17 @@ class Thread(Generic[_R]):
     def _tk_not_running(self) -> bool:
         return self._tk_state is not STARTED
 
+    def _tk_holders(self, operation: str) -> list[int] | None:
+        """Who a ``join`` or ``result()`` waits for (deadlock detection): the thread
+        itself, while it runs; only it can end itself."""
+        ident = self._ident
+        if operation != "join" or self._tk_state is not STARTED:
+            return None
+        return None if ident is None else [ident]
+
+    def _tk_held_as(self, operation: str, ident: int) -> str | None:
+        return None  # a thread holds up its joiners by being itself: nothing to add
+
     def _tk_check_waitable(self, what: str) -> None:
         if not self._initialized:
             raise RuntimeError("Thread.__init__() not called")

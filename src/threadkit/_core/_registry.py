@@ -75,6 +75,8 @@ class ThreadRecord:
         "scopes",
         "task",
         "used_local",
+        "seq",
+        "doomed",
         "__weakref__",
     )
 
@@ -102,6 +104,12 @@ class ThreadRecord:
         #: thread-local storage is no longer empty, so it must not be reused for an
         #: unrelated task (see ``_workers``).
         self.used_local = False
+        #: The number of this thread's last published wait (``_deadlock``); written
+        #: by the thread itself, under the mutex of the queue it waits in.
+        self.seq = 0
+        #: ``(seq, DeadlockError)`` when another thread found that this thread's wait
+        #: number ``seq`` is in a cycle and that this one must raise it (``_deadlock``).
+        self.doomed: tuple[int, BaseException] | None = None
 
     def unpark(self) -> None:
         """Give this thread a permit; a no-op if it already has one."""

@@ -55,6 +55,8 @@ from typing import Any
 
 from . import _interrupts
 from ._cancel import Cancelled, armed, cancel_source, effective_deadline
+from ._deadlock import check as _check_deadlock
+from ._deadlock import enabled as _detect
 from ._interrupts import block, decided, install
 from ._registry import ThreadRecord
 
@@ -98,6 +100,10 @@ class Waiter:
         "index",
         "head",
         "outer",
+        "seq",
+        "since",
+        "deadline",
+        "cancellable",
     )
 
     def __init__(
@@ -120,6 +126,14 @@ class Waiter:
         #: The wait this one interrupted, if any: a signal handler or a finaliser can
         #: block while its thread is between enqueueing and parking.
         self.outer: Waiter | None = None
+        #: The number of this wait once published for deadlock detection (0 before;
+        #: see ``_deadlock``), and how the wait was made: when it began (monotonic),
+        #: the call's own deadline, whether it is a cancellation point. For
+        #: diagnostics; ``seq`` and the rest are written under the mutex.
+        self.seq = 0
+        self.since = 0.0
+        self.deadline: float | None = None
+        self.cancellable = True
 
     def __repr__(self) -> str:
         return f"<Waiter {self.record.ident} {self.operation} {self.state.value}>"
@@ -245,6 +259,7 @@ def _fresh_node(record: ThreadRecord, queue: WaitQueue, resource: object, operat
         if record.node is None:
             record.node = node
         return node
+    node.seq = 0
     node.state = WAITING
     node.queue = queue
     node.resource = resource
@@ -380,8 +395,14 @@ class WaitQueue:
             install()  # the main thread's first wait: take SIGINT (see _interrupts)
         sleep = block if interruptible else _block_protected
         try:
+            node.since = monotonic()
+            node.deadline = deadline
+            if _detect[0] and hasattr(type(node.resource), "_tk_holders"):
+                _check_deadlock(self, node, deadline, cancellable)
             parker = rec.parker
             while node.state is WAITING:
+                if rec.doomed is not None:
+                    self._doomed(node)
                 if cancellable and armed[0]:
                     scope = cancel_source(rec)
                     if scope is not None:
@@ -452,6 +473,16 @@ class WaitQueue:
         except BaseException:
             self.cancel_wait(record, _noop)
             raise
+
+    def _doomed(self, node: Waiter) -> None:
+        """Raise the ``DeadlockError`` another thread found for this wait, if it is
+        this wait's (see ``_deadlock``: the victim of a cycle closed by a wait that
+        cannot raise)."""
+        rec = node.record
+        doomed = rec.doomed
+        rec.doomed = None
+        if doomed is not None and doomed[0] == node.seq:
+            raise doomed[1]
 
     def _pass_baton(self, node: Waiter) -> None:
         """Pass the wake-up on from ``node`` to the rest of its batch (see ``wake``).
