@@ -167,10 +167,12 @@ class Lock(_LockBase):
 
     def __init__(self) -> None:
         self._lock: Any = _allocate_lock()
-        #: Ident of the thread holding the lock, for diagnostics: positive if it was
+        #: Ident of the thread holding the lock, for diagnostics: negated if it was
         #: taken by a ``with`` statement (so the thread that took it releases it:
-        #: deadlock detection may count on it), negated if by ``acquire()`` (the lock
-        #: may be a signal that another thread releases); None while unlocked.
+        #: deadlock detection may count on it), as is if by ``acquire()`` (the lock
+        #: may be a signal that another thread releases); None while unlocked. The
+        #: negation is on ``__enter__``, which is cheaper than ``acquire`` to call,
+        #: so that neither path costs more than it did before the distinction.
         self._owner: int | None = None
         self._queue = WaitQueue()
         self._waiters = self._queue.waiters
@@ -192,10 +194,10 @@ class Lock(_LockBase):
         if _ARMED and blocking:
             checkpoint()
         if timeout == -1 and self._lock.acquire(False):
-            self._owner = -_get_ident()
+            self._owner = _get_ident()
             return True
         if self._acquire_slow(blocking, timeout):
-            self._owner = -_get_ident()
+            self._owner = _get_ident()
             return True
         return False
 
@@ -205,7 +207,7 @@ class Lock(_LockBase):
         if _ARMED:
             checkpoint()
         if self._lock.acquire(False) or self._acquire_slow(True, -1):
-            self._owner = _get_ident()
+            self._owner = -_get_ident()
             return True
         return False  # pragma: no cover - a blocking acquire returns True or raises
 
@@ -255,7 +257,7 @@ class Lock(_LockBase):
         if not self._lock.acquire(False):
             self._acquire_slow(True, -1, False)
         ident = _get_ident()
-        self._owner = -ident if isinstance(state, int) and state < 0 else ident
+        self._owner = -ident if isinstance(state, int) and state < 0 else ident  # as it was
 
     def _is_owned(self) -> bool:
         return bool(self._lock.locked())
@@ -275,8 +277,8 @@ class Lock(_LockBase):
         """The thread a waiter needs to release the lock (deadlock detection): its
         holder if it took it with ``with``; None if any thread might release it."""
         owner = self._owner
-        if owner is not None and owner > 0 and self._lock.locked():
-            return [owner]
+        if owner is not None and owner < 0 and self._lock.locked():
+            return [-owner]
         return None
 
     def __repr__(self) -> str:

@@ -440,7 +440,11 @@ class Thread(Generic[_R]):
         ``run()`` runs in; by default a copy of the starter's if
         ``sys.flags.thread_inherit_context`` is set (3.14+, on by default on the
         free-threaded builds), otherwise an empty one, as ``threading`` does."""
-        assert group is None, "group argument must be None for now"
+        # CPython's asserts, spelled out here and in the properties: pytest rewrites
+        # the asserts of every module of a package that has a pytest plugin, and a
+        # rewritten assert adds to the message that CPython's tests compare.
+        if __debug__ and group is not None:
+            raise AssertionError("group argument must be None for now")
         if kwargs is None:
             kwargs = {}
         if name:
@@ -481,7 +485,8 @@ class Thread(Generic[_R]):
         self._initialized = True
 
     def __repr__(self) -> str:
-        assert self._initialized, "Thread.__init__() was not called"
+        if __debug__ and not self._initialized:
+            raise AssertionError("Thread.__init__() was not called")
         status = self._tk_state.value
         if self._daemonic:
             status += " daemon"
@@ -758,7 +763,8 @@ class Thread(Generic[_R]):
 
     def is_alive(self) -> bool:
         """Return True from ``start()`` until ``run()`` has ended."""
-        assert self._initialized, "Thread.__init__() not called"
+        if __debug__ and not self._initialized:
+            raise AssertionError("Thread.__init__() not called")
         return self._tk_state is STARTED
 
     # -- CPython's private surface -------------------------------------------------------
@@ -787,12 +793,14 @@ class Thread(Generic[_R]):
     @property
     def name(self) -> str:
         """The thread's name, for identification only."""
-        assert self._initialized, "Thread.__init__() not called"
+        if __debug__ and not self._initialized:
+            raise AssertionError("Thread.__init__() not called")
         return self._name
 
     @name.setter
     def name(self, name: object) -> None:
-        assert self._initialized, "Thread.__init__() not called"
+        if __debug__ and not self._initialized:
+            raise AssertionError("Thread.__init__() not called")
         self._name = str(name)
         if self._ident == get_ident():
             self._set_os_name()
@@ -800,7 +808,8 @@ class Thread(Generic[_R]):
     @property
     def ident(self) -> int | None:
         """The thread's identifier, or None before it is started."""
-        assert self._initialized, "Thread.__init__() not called"
+        if __debug__ and not self._initialized:
+            raise AssertionError("Thread.__init__() not called")
         return self._ident
 
     @property
@@ -809,7 +818,8 @@ class Thread(Generic[_R]):
 
         Right after ``start()`` this may wait (briefly) for the new thread to run.
         """
-        assert self._initialized, "Thread.__init__() not called"
+        if __debug__ and not self._initialized:
+            raise AssertionError("Thread.__init__() not called")
         if self._native_id is None and self._ident == get_ident():
             # The main thread, when threadkit was first imported in another thread.
             with _mutex:
@@ -828,7 +838,8 @@ class Thread(Generic[_R]):
     @property
     def daemon(self) -> bool:
         """Whether this is a daemon thread; settable only before ``start()``."""
-        assert self._initialized, "Thread.__init__() not called"
+        if __debug__ and not self._initialized:
+            raise AssertionError("Thread.__init__() not called")
         return self._daemonic
 
     @daemon.setter

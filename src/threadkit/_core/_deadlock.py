@@ -49,7 +49,8 @@ it; that is recovery from a deadlock, not the absence of one.
 
 The thread that closes a cycle finds it: each thread publishes its wait, then walks,
 and both steps take the mutexes of the queues involved, so of two threads closing a
-cycle at once at least one sees the other's wait (both may, and both raise). A wait
+cycle at once at least one sees the other's wait; if both do, the first to claim
+the cycle's waits raises, and the other parks until the first has unwound. A wait
 that cannot raise (a ``Condition`` taking its lock back, which must hold the lock
 again before it leaves) hands the error to another thread of the cycle whose wait can
 (the *victim*), and parks; if there is none, the listeners still hear of it.
@@ -61,6 +62,7 @@ and are the opt-in ``_lockorder``.
 
 from __future__ import annotations
 
+import _thread
 import math
 import os
 import sys
@@ -100,6 +102,8 @@ class DeadlockError(RuntimeError):
 enabled = [True]
 _listeners: list[Callable[[DeadlockError], object]] = []
 
+#: Guards every record's ``reported``.
+_claim = _thread.allocate_lock()
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _INF = math.inf
 
@@ -273,6 +277,14 @@ def check(queue: WaitQueue, node: Waiter, deadline: float | None, cancellable: b
     with queue.mutex:
         if node.state.value != "waiting":
             return  # released meanwhile: this wait succeeds
+    with _claim:
+        # Two threads closing the cycle at once may both find it: the first to get
+        # here reports it, and the other, whose wait it counted, parks (the first's
+        # unwinding frees it). A new wait on the same stuck threads is a new report.
+        if rec.reported == me.seq:
+            return
+        for edge in cycle:
+            edge.rec.reported = edge.seq
     error = DeadlockError(_report(cycle), [thread_label(e.rec.ident) for e in cycle])
     for listener in list(_listeners):
         try:

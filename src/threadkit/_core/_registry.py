@@ -77,6 +77,7 @@ class ThreadRecord:
         "used_local",
         "seq",
         "doomed",
+        "reported",
         "__weakref__",
     )
 
@@ -110,6 +111,9 @@ class ThreadRecord:
         #: ``(seq, DeadlockError)`` when another thread found that this thread's wait
         #: number ``seq`` is in a cycle and that this one must raise it (``_deadlock``).
         self.doomed: tuple[int, BaseException] | None = None
+        #: The number of this thread's last wait found in a reported cycle (under
+        #: ``_deadlock``'s mutex): a cycle is reported once, however many find it.
+        self.reported = 0
 
     def unpark(self) -> None:
         """Give this thread a permit; a no-op if it already has one."""
