@@ -249,7 +249,7 @@ def test_task_result_cycle() -> None:
         tasks.append(tg.spawn(wait_for, 1))
     deadlocks = info.value.subgroup(DeadlockError)
     assert deadlocks is not None
-    assert "waits for the result of <threadkit.Task" in str(deadlocks.exceptions[0])
+    assert "waits for the result of task TaskGroup-" in str(deadlocks.exceptions[0])
 
 
 def test_fork_join_in_a_full_limited_group() -> None:
@@ -399,3 +399,23 @@ def test_detection_costs_nothing_when_a_wait_has_no_holder() -> None:
     sem.release()
     t.join(10)
     wait_until(lambda: not t.is_alive())
+
+
+def test_reprs_of_threads_and_tasks_say_what_they_wait_on() -> None:
+    lock = threadkit.Lock()
+    with lock:
+        t = threadkit.Thread(target=lambda: lock.acquire() and lock.release(), name="blocked")
+        t.start()
+        wait_until_parked(lock)
+        assert repr(t).startswith("<Thread(blocked, started ")
+        assert ", waits to acquire <locked threadkit.Lock object owner=MainThread" in repr(t)
+        with threadkit.TaskGroup() as tg:
+            task = tg.spawn(t.join)
+            wait_until_parked(t)
+            assert repr(task).endswith(", waits for the end of thread blocked>")
+            assert repr(task).startswith(f"<threadkit.Task {task.name} running")
+            lock.release()
+            t.join(10)
+            lock.acquire()  # the with block's exit releases it again
+    assert "waits" not in repr(t) and "stopped" in repr(t)
+    assert repr(task) == f"<threadkit.Task {task.name} done>"

@@ -80,6 +80,7 @@ from ._core import (
     enter_task,
     interruptible,
     scopes_of,
+    wait_description,
     wake,
 )
 from ._threads import INTERRUPT_GRACE, Thread, say_still_running
@@ -210,7 +211,16 @@ class Task(Generic[T]):
         self._taken = False
 
     def __repr__(self) -> str:
-        return f"<threadkit.Task {self.name} {self._state.value}>"
+        state = self._state
+        thread = self._thread
+        if state is RUNNING and thread is not None:
+            waits = wait_description(thread.ident)
+            if waits is not None:
+                return f"<threadkit.Task {self.name} running, {waits}>"
+        return f"<threadkit.Task {self.name} {state.value}>"
+
+    def _tk_label(self) -> str:
+        return f"task {self.name} ({self._state.value})"
 
     @property
     def name(self) -> str:
@@ -340,7 +350,7 @@ class Task(Generic[T]):
     def _tk_held_as(self, operation: str, ident: int) -> str:
         thread = self._thread
         if self._state is RUNNING and thread is not None and thread.ident == ident:
-            return f"running {self!r}"
+            return f"running task {self.name}"
         return f"holding a slot of {self._group.name}, which queued tasks wait for"
 
     # -- running (in a worker) ------------------------------------------------------------
@@ -1094,6 +1104,9 @@ class TaskGroup:
 
     def _tk_held_as(self, operation: str, ident: int) -> str:
         return f"holding a slot of {self.name}"
+
+    def _tk_label(self) -> str:
+        return f"task group {self.name}"
 
     def _runner_lost(self, runner: _Runner, error: BaseException) -> None:
         """In a forked child: ``runner``'s thread is gone. Its task ends with

@@ -59,6 +59,7 @@ from ._core import (
     set_namer,
     take_owed_interrupt,
     unregister_current,
+    wait_description,
     wake,
 )
 from ._sync import Event
@@ -492,7 +493,16 @@ class Thread(Generic[_R]):
             status += " daemon"
         if self._ident is not None:
             status += f" {self._ident}"
+            if self._tk_state is STARTED:
+                waits = wait_description(self._ident)
+                if waits is not None:
+                    status += f", {waits}"
         return f"<{type(self).__name__}({self.name}, {status})>"
+
+    def _tk_label(self) -> str:
+        """How a report names this thread as a thing waited for (not its repr, which
+        may itself name a wait)."""
+        return f"thread {self.name}"
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:

@@ -27,6 +27,7 @@ from ._cancel import (
     scopes_of,
 )
 from ._cancel import reset_after_fork as _reset_cancel_after_fork
+from ._deadlock import wait_description
 from ._interrupts import block as _block
 from ._interrupts import install as install_interrupts
 from ._interrupts import interruptible, is_main_module, set_main_thread
@@ -106,6 +107,7 @@ __all__ = [
     "thread_label",
     "unregister_current",
     "waiting_on",
+    "wait_description",
     "PARK_CODES",
     "wake",
     "wake_one",

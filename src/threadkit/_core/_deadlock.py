@@ -82,6 +82,7 @@ __all__ = [
     "detection_enabled",
     "set_detection",
     "check",
+    "wait_description",
 ]
 
 
@@ -330,6 +331,34 @@ def _held_as(resource: object, operation: str, ident: int) -> str | None:
     return text
 
 
+def _label(resource: object) -> str:
+    """A short, non-recursive name for ``resource`` (a thread's or a task's repr may
+    itself describe a wait, and a join cycle would recurse)."""
+    method = getattr(resource, "_tk_label", None)
+    if method is not None:
+        try:
+            return str(method())
+        except Exception:
+            pass
+    return _describe(resource)
+
+
+def wait_description(ident: int | None) -> str | None:
+    """``"waits to acquire <...>"``: what thread ``ident`` is parked on now, or None.
+
+    For reprs and the dump: read without a lock, so it may be a moment stale.
+    """
+    rec = record_for(ident) if ident is not None else None
+    node = rec.waiting if rec is not None else None
+    if node is None or node.state.value != "waiting":
+        return None
+    resource, operation = node.resource, node.operation
+    if resource is None:
+        return None
+    phrase = _PHRASES.get(operation, f"waits to {operation}")
+    return f"{phrase} {_label(resource)}"
+
+
 _PHRASES = {
     "acquire": "waits to acquire",
     "join": "waits for the end of",
@@ -348,12 +377,14 @@ def _report(cycle: list[_Edge]) -> str:
         ident = edge.rec.ident
         frame = sys._getframe(2) if ident == me else frames.get(ident)
         phrase = _PHRASES.get(edge.operation, f"waits to {edge.operation}")
-        lines.append(f"  {thread_label(ident)} {phrase} {_describe(edge.resource)}")
+        lines.append(f"  {thread_label(ident)} {phrase} {_label(edge.resource)}")
         lines.append(f"      at {_where(frame)}")
+        holding: list[str] = []
         for other in cycle:
             if ident in (other.holders or ()):
                 held = _held_as(other.resource, other.operation, ident)
-                if held is not None and f"      {held}" not in lines:
-                    lines.append(f"      {held}")
+                if held is not None and held not in holding:
+                    holding.append(held)
+        lines.extend(f"      {held}" for held in holding)
     del frames
     return "\n".join(lines)
