@@ -31,6 +31,7 @@ from ._core import (
     sleep,
 )
 from ._core._deadlock import DeadlockError
+from ._dump import dump, dump_on_signal
 from ._iterators import concurrent_tee, serialize_iterator, synchronized_iterator
 from ._standin import install, is_installed
 from ._sync import (
@@ -184,4 +185,12 @@ __all__ = [
     "install",
     "is_installed",
     "DeadlockError",
+    "dump",
+    "dump_on_signal",
 ]
+
+# THREADKIT_DUMP_SIGNAL=USR1 prints the dump (threadkit.dump) on that signal.
+from ._dump import _install_from_environment as _install_dump_signal  # noqa: E402
+
+_install_dump_signal()
+del _install_dump_signal
