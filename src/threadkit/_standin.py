@@ -118,6 +118,11 @@ def _from_environment() -> None:
         return
     try:
         install()
+        if os.environ.get("THREADKIT_CHECK", "") not in ("", "0"):
+            # A child of ``threadkit check``: it checks itself and reports at exit.
+            from ._check import from_environment
+
+            from_environment()
     except RuntimeError:
         # A .pth file processed before threadkit's imported threading.
         if sys.stderr is not None:

@@ -739,6 +739,7 @@ class Thread(Generic[_R]):
         the calling thread itself. A cancellation point, like ``join``.
         """
         self._tk_check_waitable("get the result of")
+        self._tk_collected = True
         if not self._tk_wait_stopped(timeout, what="get the result of"):
             raise TimeoutError(f"{self._name} did not finish within {timeout} seconds")
         if self._tk_exception is not None:
@@ -751,6 +752,7 @@ class Thread(Generic[_R]):
         Raises TimeoutError if ``timeout`` (seconds) expires first.
         """
         self._tk_check_waitable("get the exception of")
+        self._tk_collected = True
         if not self._tk_wait_stopped(timeout, what="get the exception of"):
             raise TimeoutError(f"{self._name} did not finish within {timeout} seconds")
         return self._tk_exception
@@ -776,6 +778,11 @@ class Thread(Generic[_R]):
         if __debug__ and not self._initialized:
             raise AssertionError("Thread.__init__() not called")
         return self._tk_state is STARTED
+
+    #: Set once ``result()`` or ``exception()`` was called: a failure reported to
+    #: ``excepthook`` was collected after all (``threadkit check`` and the pytest
+    #: plugin read it).
+    _tk_collected = False
 
     # -- CPython's private surface -------------------------------------------------------
     # What code written against threading.Thread reads or calls (multiprocessing, test

@@ -6,6 +6,8 @@
   ``dump_on_signal(signal.SIGUSR1)`` prints it when the process gets that signal.
 * ``check_lock_order()`` (opt-in) warns with ``LockOrderWarning`` the first time two
   locks are taken in both orders, even if this run did not deadlock.
+* ``threadkit check prog.py`` and the pytest plugin (``--threadkit-check``) run a
+  program or a test with every check on and report what they found.
 """
 
 from __future__ import annotations
