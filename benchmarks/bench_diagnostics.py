@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import sys
 import threading
+import time
 from collections.abc import Callable
 from time import perf_counter
 
@@ -26,9 +28,19 @@ from _report import fmt_time, load_threadkit, print_platform, quartiles
 threadkit = load_threadkit()
 from threadkit.diagnostics import DeadlockError, set_deadlock_detection  # noqa: E402
 
+#: The innermost frame of a thread asleep in a park.
+_ASLEEP = threadkit._core.PARK_CODES - {threadkit._core.WaitQueue.park.__code__}
 
-def contended(lock_type: Callable[[], object], nthreads: int, per_thread: int) -> float:
-    """Seconds per acquisition of one lock by ``nthreads`` threads."""
+#: How many waits the deadlock check ran on, per contended sample (detection on).
+checked: list[int] = []
+
+
+def contended(
+    lock_type: Callable[[], object], nthreads: int, per_thread: int, yield_inside: bool = False
+) -> float:
+    """Seconds per acquisition of one lock by ``nthreads`` threads; with
+    ``yield_inside`` each holder gives up its CPU (``time.sleep(0)``) while it holds
+    the lock, so that nearly every other acquire parks (and is checked)."""
     lock = lock_type()
     go = threading.Event()
     counter = [0]
@@ -36,10 +48,15 @@ def contended(lock_type: Callable[[], object], nthreads: int, per_thread: int) -
 
     def work() -> None:
         go.wait()
+        rec = threadkit._core.current_record()
+        first = rec.seq
         for _ in range(per_thread):
             with lock:  # type: ignore[attr-defined]
                 counter[0] += 1
+                if yield_inside:
+                    time.sleep(0)
         ends.append(perf_counter())
+        checked.append(rec.seq - first)  # waits published for the check
 
     threads = [threadkit.Thread(target=work, daemon=True) for _ in range(nthreads)]
     for t in threads:
@@ -87,7 +104,13 @@ def time_to_error() -> float:
         t.start()
         holding.wait()
         parked.wait()
-        while not a._waiters:  # until the other thread is queued on ``a``
+        # Until the other thread sleeps in its park on ``a`` (queued is not enough:
+        # it must be past its own check, or it would be the one to find the cycle).
+        while not (
+            a._waiters
+            and (frame := sys._current_frames().get(t.ident)) is not None
+            and frame.f_code in _ASLEEP
+        ):
             threadkit.sleep(0)
         t0 = perf_counter()
         try:
@@ -108,19 +131,25 @@ def main() -> None:
     args = parser.parse_args()
     print_platform()
     rows = []
-    for nthreads in (2, 4):
+    for nthreads, yield_inside in ((2, False), (4, False), (2, True), (4, True)):
         on, off, std = [], [], []
+        checked.clear()
+        per_thread = args.per_thread // nthreads // (10 if yield_inside else 1)
         for rnd in range(args.rounds):
             order = (True, False) if rnd % 2 == 0 else (False, True)
             for flag in order:
                 set_deadlock_detection(flag)
                 gc.collect()
                 (on if flag else off).append(
-                    contended(threadkit.Lock, nthreads, args.per_thread // nthreads)
+                    contended(threadkit.Lock, nthreads, per_thread, yield_inside)
                 )
-            std.append(contended(threading.Lock, nthreads, args.per_thread // nthreads))
+            std.append(contended(threading.Lock, nthreads, per_thread, yield_inside))
         set_deadlock_detection(True)
-        rows.append((f"Lock, {nthreads} threads contending /acq", on, off, std))
+        # ``checked`` holds the "on" samples only: half of each round's contended runs.
+        parks = sum(checked) / (args.rounds * per_thread * nthreads)
+        how = ", sleep(0) held" if yield_inside else ""
+        label = f"Lock, {nthreads} threads contending{how} /acq ({parks:.2f} checked waits/acq)"
+        rows.append((label, on, off, std))
     on, off = [], []
     for rnd in range(args.rounds):
         for flag in (True, False) if rnd % 2 == 0 else (False, True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,25 @@ def wait_until_parked(resource: object, n: int = 1, timeout: float = 10.0) -> No
     records in the thread registry what each thread is parked on.
     """
     wait_until(lambda: len(_core.waiting_on(resource)) >= n, timeout)
+
+
+#: The innermost frame of a thread asleep in a park (``park`` itself is still awake).
+_ASLEEP = _core.PARK_CODES - {_core.WaitQueue.park.__code__}
+
+
+def wait_until_blocked(resource: object, n: int = 1, timeout: float = 10.0) -> None:
+    """``wait_until_parked``, and each of those threads asleep in its park: past the
+    deadlock check it makes before it sleeps, so the next wait to close a cycle is
+    the one that finds it."""
+
+    def ready() -> bool:
+        recs = _core.waiting_on(resource)
+        frames = sys._current_frames()
+        return len(recs) >= n and all(
+            (frame := frames.get(rec.ident)) is not None and frame.f_code in _ASLEEP for rec in recs
+        )
+
+    wait_until(ready, timeout)
 
 
 def start_threads(

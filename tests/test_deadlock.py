@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import threadkit
-from helpers import spawn, wait_until, wait_until_parked
+from helpers import spawn, wait_until, wait_until_blocked, wait_until_parked
 from threadkit.diagnostics import (
     DeadlockError,
     add_deadlock_listener,
@@ -56,7 +56,7 @@ def _inverted(lock_kind: Callable[[], Any]) -> tuple[BaseException | None, list[
         try:
             with a:
                 holding_a.set()
-                wait_until_parked(a)  # the main thread waits for a, holding b
+                wait_until_blocked(a)  # the main thread waits for a, holding b
                 with b:  # closes the cycle
                     events.append("first got b")
         except DeadlockError as exc:
@@ -105,7 +105,7 @@ def test_report_names_where_each_thread_waits() -> None:
     with a:
         t = spawn(other)
         holding.wait()
-        wait_until_parked(a)
+        wait_until_blocked(a)
         with pytest.raises(DeadlockError) as info, b:  # closes it here
             pass
     t.join(10)
@@ -126,8 +126,8 @@ def test_three_lock_cycle() -> None:
             for e in holding:
                 e.wait()
             if i == 2:
-                wait_until_parked(locks[1])
-                wait_until_parked(locks[2])
+                wait_until_blocked(locks[1])
+                wait_until_blocked(locks[2])
             try:
                 with locks[(i + 1) % 3]:
                     outcome[i] = "ok"
@@ -144,13 +144,39 @@ def test_three_lock_cycle() -> None:
     assert outcome[2] != "ok"  # the last to wait closed it
 
 
-def test_a_timed_wait_that_closes_a_cycle_raises() -> None:
+def test_an_untimed_wait_for_a_lock_the_thread_holds_raises() -> None:
     lock = threadkit.Lock()
     with lock, pytest.raises(DeadlockError, match="a thread waits for itself"):
-        lock.acquire(timeout=30)
-    rlock_free = threadkit.Lock()
-    with rlock_free:  # the lock is free again and works
+        lock.acquire()
+    with lock:  # the lock is free again and works
         pass
+
+
+def test_a_timed_wait_that_closes_a_cycle_times_out_as_threading_does() -> None:
+    # Giving up after a timeout and backing off is how programs avoid deadlocks: the
+    # timed wait keeps threading's contract (False), the other thread then goes on.
+    first, second = threadkit.Lock(), threadkit.Lock()
+    holding = threadkit.Event()
+    done: list[str] = []
+
+    def forward() -> None:
+        with first:
+            holding.set()
+            with second:  # waits for good: the backing-off thread has it
+                done.append("forward")
+
+    with second:
+        t = spawn(forward)
+        holding.wait()
+        wait_until_blocked(second)
+        assert first.acquire(timeout=0.05) is False  # would close the cycle: times out
+        with pytest.raises(TimeoutError):
+            t.result(timeout=0.05)
+    t.join(10)
+    assert done == ["forward"]
+    lock = threadkit.Lock()
+    with lock:
+        assert lock.acquire(timeout=0.01) is False
 
 
 def test_rlock_reentry_is_not_a_deadlock() -> None:
@@ -208,7 +234,7 @@ def test_join_cycle() -> None:
 
     t = threadkit.Thread(target=joiner, name="joiner", daemon=True)
     t.start()
-    wait_until_parked(main)
+    wait_until_blocked(main)
     with pytest.raises(DeadlockError, match="waits for the end of"):
         t.join()
     with pytest.raises(DeadlockError):
@@ -322,11 +348,19 @@ def test_a_thread_behind_a_cycle_it_is_not_in_is_not_told() -> None:
 
 
 def test_off_means_the_wait_blocks() -> None:
-    lock = threadkit.Lock()
+    lock = threadkit.RLock()
     set_deadlock_detection(False)
     assert not deadlock_detection_enabled()
     with lock:
-        assert lock.acquire(timeout=0.01) is False
+        t = spawn(lambda: lock.acquire() and lock.release())
+        wait_until_blocked(lock)
+        with threadkit.CancelScope() as scope:
+            # Nothing raises: the main thread parks until the scope is cancelled.
+            spawn(lambda: (wait_until_blocked(t), scope.cancel()))
+            t.result()
+        assert scope.cancelled_caught
+    t.join(10)
+    assert not t.is_alive()
 
 
 def test_listeners_hear_of_each_deadlock_even_when_caught() -> None:

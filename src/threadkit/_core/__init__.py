@@ -27,6 +27,7 @@ from ._cancel import (
     scopes_of,
 )
 from ._cancel import reset_after_fork as _reset_cancel_after_fork
+from ._deadlock import reset_after_fork as _reset_deadlock_after_fork
 from ._deadlock import wait_description
 from ._interrupts import block as _block
 from ._interrupts import install as install_interrupts
@@ -164,6 +165,7 @@ def after_fork_in_child() -> None:
     """
     _reset_cancel_after_fork()
     _reset_interrupts_after_fork()
+    _reset_deadlock_after_fork()
     for rec in reset_after_fork():
         node = rec.waiting
         if node is None:

@@ -10,8 +10,11 @@ waits for, the worker running a task, the runners of a full limited group), or N
 when it cannot tell (anyone may release it, or the answer is changing right now).
 That is a wait-for graph: thread -> resource -> holders -> what each holder waits on.
 
-Before it parks, a thread whose resource has holders walks that graph. Its wait is a
-deadlock if it is *stuck*: every holder of what it waits on is stuck, where a thread
+Before it parks for good (no timeout, no deadline), a thread whose resource has
+holders walks that graph. A wait with a timeout ends by itself, and ``threading``'s
+contract (a False return, TimeoutError) stands: a timed wait that gives up and backs
+off is how programs avoid deadlocks, so it is never told. Its wait is a deadlock if it
+is *stuck*: every holder of what it waits on is stuck, where a thread
 is stuck only if it is parked, for good (no timeout, no deadline), on a resource whose
 holders are all stuck; and if the walk comes back to it. Anything else (a running
 thread, a thread parked with a timeout, a thread threadkit knows nothing of, a holder
@@ -41,8 +44,11 @@ is enough, because of three facts:
    held at t. At t every thread of the cycle waited, for good, for the next. None of
    them can move first, so none ever will: the cycle is real.
 
-What it assumes: that a ``Lock`` held by a ``with`` block is not released by another
-thread (the block's exit would then release a lock it no longer holds). A ``Lock``
+What it assumes: that a ``Lock`` held by a ``with`` block is released by the thread
+that entered it. Another thread's ``release()`` would make the block's own exit fail;
+the one legitimate exception is a ``with`` inside a generator (or an ``ExitStack``)
+that another thread resumes and ends, and such code must take the lock with
+``acquire()`` and ``release()`` or turn detection off. A ``Lock``
 taken by ``acquire()`` may be a signal another thread releases, so a wait on it is
 never called a deadlock. A cancel or a Ctrl-C from outside the cycle could still end
 it; that is recovery from a deadlock, not the absence of one.
@@ -247,11 +253,34 @@ def _stuck_cycle(me: _Edge) -> list[_Edge] | None:
     return knot if back else None
 
 
+def _through(knot: list[_Edge]) -> list[_Edge]:
+    """The edges of ``knot`` from which the walk leads back to ``knot[0]``: the cycle
+    proper. A stuck thread the walk only reaches (stuck in a cycle of its own) is
+    neither claimed nor reported: that cycle is found by the wait that closes it."""
+    back = {knot[0].rec.ident}
+    changed = True
+    while changed:
+        changed = False
+        for edge in knot:
+            ident = edge.rec.ident
+            if ident not in back and any(h in back for h in edge.holders or ()):
+                back.add(ident)
+                changed = True
+    return [edge for edge in knot if edge.rec.ident in back]
+
+
+def reset_after_fork() -> None:
+    """In a forked child: a fresh claim mutex (a vanished thread may have held it)."""
+    global _claim
+    _claim = _thread.allocate_lock()
+
+
 def check(queue: WaitQueue, node: Waiter, deadline: float | None, cancellable: bool) -> None:
     """Publish ``node``'s wait; raise ``DeadlockError`` if it closes a cycle.
 
-    Called by ``WaitQueue.park`` before it parks, for a resource with holders. The
-    caller's own timeout does not matter: a wait that closes a cycle cannot succeed.
+    Called by ``WaitQueue.park`` before it parks, for a resource with holders. A
+    wait with a timeout or a deadline is published but never raises: it ends by
+    itself (see the comment below).
     """
     rec = node.record
     with queue.mutex:
@@ -261,6 +290,11 @@ def check(queue: WaitQueue, node: Waiter, deadline: float | None, cancellable: b
         node.seq = rec.seq
         node.deadline = deadline
         node.cancellable = cancellable
+    if deadline is not None or (cancellable and armed[0] and effective_deadline(rec) != _INF):
+        # This wait ends by itself, and threading's contract (False, TimeoutError)
+        # stands: a timed wait that gives up and backs off is how programs avoid
+        # deadlocks. The cycle is reported if it is closed by a wait for good.
+        return
     holders = _holders(node.resource, node.operation)
     if not holders:
         return
@@ -278,6 +312,7 @@ def check(queue: WaitQueue, node: Waiter, deadline: float | None, cancellable: b
     with queue.mutex:
         if node.state.value != "waiting":
             return  # released meanwhile: this wait succeeds
+    cycle = _through(cycle)
     with _claim:
         # Two threads closing the cycle at once may both find it: the first to get
         # here reports it, and the other, whose wait it counted, parks (the first's
