@@ -51,6 +51,14 @@ def test_demo_runs_the_documentation_example_then_results() -> None:
         re.match(r"  deadline passed: (True|False); \d finished, \d cancelled$", line)
         for line in lines
     )
+    # Two transfers in opposite lock order: one raises DeadlockError, the other goes on.
+    assert any(line.startswith("== A deadlock raises instead of hanging") for line in lines)
+    outcomes = [line.split(": ", 1)[1] for line in lines if re.match(r"  \w+->\w+: ", line)]
+    assert sorted(outcomes) == [
+        "DeadlockError, with this report:",
+        "transferred, once the other let go",
+    ]
+    assert "    deadlock: 2 threads wait for each other" in lines
 
 
 def test_demo_deadline_cancels_slow_threads() -> None:

@@ -252,6 +252,37 @@ def _taskgroup_demo(threads: int, low: float, high: float, rng: random.Random) -
     )
 
 
+def _transfer(first: threadkit.Lock, second: threadkit.Lock, both: threadkit.Barrier) -> str:
+    try:
+        with first:
+            both.wait()  # each transfer holds its first lock...
+            with second:  # ...and waits for the other's
+                return "transferred"
+    except threadkit.DeadlockError as exc:
+        return exc.report
+
+
+def _deadlock_demo() -> None:
+    print()
+    print("== A deadlock raises instead of hanging ==")
+    alice, bob = threadkit.Lock(), threadkit.Lock()
+    both = threadkit.Barrier(2)
+    transfers = [
+        threadkit.Thread(target=_transfer, args=(alice, bob, both), name="alice->bob"),
+        threadkit.Thread(target=_transfer, args=(bob, alice, both), name="bob->alice"),
+    ]
+    for t in transfers:
+        t.start()
+    for t in transfers:
+        outcome = t.result()
+        if outcome == "transferred":
+            print(f"  {t.name}: transferred, once the other let go")
+        else:
+            print(f"  {t.name}: DeadlockError, with this report:")
+            for line in outcome.splitlines():
+                print(f"    {line}")
+
+
 def demo(threads: int, low: float, high: float, rng: random.Random) -> int:
     """Run the demo; return the process exit status."""
     print("== The threading documentation's example, with import threadkit as threading ==")
@@ -299,6 +330,7 @@ def demo(threads: int, low: float, high: float, rng: random.Random) -> int:
 
     _deadline_demo(threads, low, high, rng)
     _taskgroup_demo(threads, low, high, rng)
+    _deadlock_demo()
     return 0
 
 

@@ -336,9 +336,14 @@ def check(queue: WaitQueue, node: Waiter, deadline: float | None, cancellable: b
             return
 
 
+def _in_runtime(filename: str) -> bool:
+    """True for threadkit's own code; the command line's demo counts as a program."""
+    return filename.startswith(_PACKAGE) and not filename.endswith("_cli.py")
+
+
 def _where(frame: FrameType | None) -> str:
     """``file:line in function`` of the innermost frame outside threadkit."""
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    while frame is not None and _in_runtime(frame.f_code.co_filename):
         frame = frame.f_back
     if frame is None:
         return "?"
