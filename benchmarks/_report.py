@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ __all__ = [
     "render",
     "select_cases",
     "threadkit_line",
+    "unrolled",
     "verdict",
 ]
 
@@ -52,6 +54,25 @@ def fmt_time(seconds: float) -> str:
         if seconds >= scale:
             return f"{seconds / scale:.3g} {unit}"
     return f"{seconds / 1e-9:.3g} ns"
+
+
+def unrolled(op: Callable[[], object], n: int) -> float:
+    """Seconds per call of ``op``, over ``n`` calls (rounded down to tens), unrolled
+    ten times so that the loop itself costs little."""
+    loops = max(1, n // 10)
+    start = time.perf_counter()
+    for _ in range(loops):
+        op()
+        op()
+        op()
+        op()
+        op()
+        op()
+        op()
+        op()
+        op()
+        op()
+    return (time.perf_counter() - start) / (loops * 10)
 
 
 def quartiles(values: Sequence[float]) -> tuple[float, float, float]:

@@ -44,7 +44,7 @@ from types import ModuleType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _report import fmt_time, quartiles, render
+from _report import fmt_time, quartiles, render, unrolled
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BASELINE = "6b08385"  # main before the Ctrl-C protection
@@ -87,23 +87,6 @@ def ping_pong(mod: Any, n: int) -> float:
     return elapsed / n
 
 
-def _unrolled(op: Callable[[], object], n: int) -> float:
-    """Seconds per call of ``op``, over ``n`` calls."""
-    start = time.perf_counter()
-    for _ in range(n // 10):
-        op()
-        op()
-        op()
-        op()
-        op()
-        op()
-        op()
-        op()
-        op()
-        op()
-    return (time.perf_counter() - start) / n
-
-
 def make_cases(mod: Any) -> dict[str, Callable[[int], float]]:
     lock, rlock, ev, sem = mod.Lock(), mod.RLock(), mod.Event(), mod.Semaphore(1)
     cond = mod.Condition(mod.Lock())
@@ -129,12 +112,12 @@ def make_cases(mod: Any) -> dict[str, Callable[[int], float]]:
             pass
 
     return {
-        "with lock: pass": lambda n: _unrolled(with_lock, n),
-        "with rlock: pass": lambda n: _unrolled(with_rlock, n),
-        "Event.set(), no waiter": lambda n: _unrolled(ev.set, n),
-        "with cond: pass": lambda n: _unrolled(with_cond, n),
-        "with cond: cond.notify()": lambda n: _unrolled(with_cond_notify, n),
-        "with semaphore: pass": lambda n: _unrolled(with_sem, n),
+        "with lock: pass": lambda n: unrolled(with_lock, n),
+        "with rlock: pass": lambda n: unrolled(with_rlock, n),
+        "Event.set(), no waiter": lambda n: unrolled(ev.set, n),
+        "with cond: pass": lambda n: unrolled(with_cond, n),
+        "with cond: cond.notify()": lambda n: unrolled(with_cond_notify, n),
+        "with semaphore: pass": lambda n: unrolled(with_sem, n),
         "Event ping-pong, per round trip": lambda n: ping_pong(mod, n // 100),
     }
 

@@ -33,32 +33,22 @@ import gc
 import statistics
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _report import fmt_time, load_threadkit, print_platform, quartiles, render, threadkit_line
+from _report import (
+    fmt_time,
+    load_threadkit,
+    print_platform,
+    quartiles,
+    render,
+    threadkit_line,
+    unrolled,
+)
 
 SIDES = ("off", "on", "stdlib")
-
-
-def _unrolled(op: Callable[[], object], n: int) -> float:
-    """Seconds per call of ``op``, over ``n`` calls."""
-    start = time.perf_counter()
-    for _ in range(n // 10):
-        op()
-        op()
-        op()
-        op()
-        op()
-        op()
-        op()
-        op()
-        op()
-        op()
-    return (time.perf_counter() - start) / (n // 10 * 10)
 
 
 def make_cases(mod: Any) -> dict[str, tuple[int, Callable[[], object]]]:
@@ -130,7 +120,7 @@ def main() -> None:
         gc.collect()
         gc.disable()
         try:
-            return _unrolled(op, args.ops)
+            return unrolled(op, args.ops)
         finally:
             gc.enable()
             if side == "on":

@@ -130,7 +130,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 from . import _dump
-from ._core import interruptible, thread_label
+from ._core import interruptible, subscribe, thread_label
 from ._sync import Lock, RLock
 
 __all__ = [
@@ -734,14 +734,7 @@ def _wrap_release(orig: Callable[..., Any]) -> Callable[..., Any]:
         if not _on:
             return orig(self)
         result = orig(self)
-        try:
-            held: _Held = _tls.held
-        except AttributeError:
-            held = _new_stack()
-        if held and held[-1]() is self:
-            held.pop()
-        else:
-            _forget(self, held)
+        _released(self)
         return result
 
     return release
@@ -753,17 +746,23 @@ def _wrap_exit(orig: Callable[..., Any]) -> Callable[..., Any]:
         if not _on:
             return orig(self, exc_type, exc, tb)
         result = orig(self, exc_type, exc, tb)
-        try:
-            held: _Held = _tls.held
-        except AttributeError:
-            held = _new_stack()
-        if held and held[-1]() is self:
-            held.pop()
-        else:
-            _forget(self, held)
+        _released(self)
         return result
 
     return __exit__
+
+
+def _released(lock: Any) -> None:
+    """Take ``lock`` off the calling thread's held stack (or its holder's, if another
+    thread released it)."""
+    try:
+        held: _Held = _tls.held
+    except AttributeError:
+        held = _new_stack()
+    if held and held[-1]() is lock:
+        held.pop()
+    else:
+        _forget(lock, held)
 
 
 def _wrap_release_save(orig: Callable[..., Any]) -> Callable[..., Any]:
@@ -872,15 +871,7 @@ def lock_order_reports() -> list[str]:
 def add_lock_order_listener(listener: Callable[[str], object]) -> Callable[[], None]:
     """Call ``listener(report)`` for every new lock-order report; return a function
     that removes it. A listener's exception goes to ``sys.excepthook``."""
-    _listeners.append(listener)
-
-    def remove() -> None:
-        try:
-            _listeners.remove(listener)
-        except ValueError:
-            pass
-
-    return remove
+    return subscribe(_listeners, listener)
 
 
 def reset_lock_order() -> None:

@@ -28,7 +28,7 @@ from ._cancel import (
 )
 from ._cancel import reset_after_fork as _reset_cancel_after_fork
 from ._deadlock import reset_after_fork as _reset_deadlock_after_fork
-from ._deadlock import wait_description
+from ._deadlock import subscribe, wait_description
 from ._interrupts import block as _block
 from ._interrupts import install as install_interrupts
 from ._interrupts import interruptible, is_main_module, set_main_thread
@@ -108,6 +108,7 @@ __all__ = [
     "thread_label",
     "unregister_current",
     "waiting_on",
+    "subscribe",
     "wait_description",
     "PARK_CODES",
     "wake",

@@ -88,6 +88,7 @@ __all__ = [
     "detection_enabled",
     "set_detection",
     "check",
+    "subscribe",
     "wait_description",
 ]
 
@@ -130,11 +131,16 @@ def detection_enabled() -> bool:
 def add_deadlock_listener(listener: Callable[[DeadlockError], object]) -> Callable[[], None]:
     """Call ``listener(error)`` for every ``DeadlockError`` found from now on, in the
     thread that finds it, before it is raised; return a function that removes it."""
-    _listeners.append(listener)
+    return subscribe(_listeners, listener)
+
+
+def subscribe(listeners: list[Any], listener: Any) -> Callable[[], None]:
+    """Append ``listener`` to ``listeners``; return a function that removes it (once)."""
+    listeners.append(listener)
 
     def remove() -> None:
         try:
-            _listeners.remove(listener)
+            listeners.remove(listener)
         except ValueError:
             pass
 
