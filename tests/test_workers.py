@@ -249,7 +249,7 @@ class TestReuse:
 class TestNames:
     def test_worker_wears_the_task_name_only_while_it_runs(self) -> None:
         with TaskGroup(name="grp") as tg:
-            named = tg.spawn(lambda: threadkit.current_thread().name, name="job-1")
+            named = tg.options(name="job-1").spawn(lambda: threadkit.current_thread().name)
             named.result(timeout=10)
             wait_until(settled)
             default = tg.spawn(lambda: threadkit.current_thread().name)
@@ -277,7 +277,7 @@ class TestNames:
             return threadkit.current_thread().name
 
         with TaskGroup() as tg:
-            task = tg.spawn(body, name="before")
+            task = tg.options(name="before").spawn(body)
             wait_until_parked(gate)
             assert task.thread is not None
             assert task.thread.name == "before"
@@ -296,7 +296,7 @@ class TestNames:
             return thread.name
 
         with TaskGroup() as tg:
-            task = tg.spawn(rename, name="given")
+            task = tg.options(name="given").spawn(rename)
             task.result(timeout=10)
             wait_until(settled)
             after = tg.spawn(lambda: threadkit.current_thread().name)
