@@ -135,7 +135,7 @@ class _LockBase:
             while True:
                 # Enqueue first, then try: a release that lands between a failed try
                 # and the enqueue would otherwise find nobody to wake (lost wake-up).
-                node = queue.add(rec, self, "acquire")
+                node = queue.add(rec, self, "acquire", deadline, cancellable)
                 if try_acquire(False):
                     with queue.mutex:
                         queue.withdraw_locked(node)

@@ -284,26 +284,28 @@ def reset_after_fork() -> None:
 def check(queue: WaitQueue, node: Waiter, deadline: float | None, cancellable: bool) -> None:
     """Publish ``node``'s wait; raise ``DeadlockError`` if it closes a cycle.
 
-    Called by ``WaitQueue.park`` before it parks, for a resource with holders. A
-    wait with a timeout or a deadline is published but never raises: it ends by
-    itself (see the comment below).
+    Called by ``WaitQueue.park`` before it parks, for a resource with holders; the
+    wait was published when it was queued (``_waitqueue._publish``). A wait with a
+    timeout or a deadline never raises: it ends by itself (see the comment below).
     """
     rec = node.record
-    with queue.mutex:
-        if node.state.value != "waiting":
-            return
-        rec.seq += 1
-        node.seq = rec.seq
-        node.deadline = deadline
-        node.cancellable = cancellable
     if deadline is not None or (cancellable and armed[0] and effective_deadline(rec) != _INF):
         # This wait ends by itself, and threading's contract (False, TimeoutError)
         # stands: a timed wait that gives up and backs off is how programs avoid
         # deadlocks. The cycle is reported if it is closed by a wait for good.
         return
-    holders = _holders(node.resource, node.operation)
+    try:
+        holders: list[int] | None = node.resource._tk_holders(node.operation)  # type: ignore[attr-defined]
+    except Exception:
+        return
     if not holders:
         return
+    for ident in holders:
+        other = record_for(ident)
+        if other is None or other.waiting is None:
+            # A holder is running (the common case, and the cheap one): this wait
+            # is not stuck now, and if that holder parks, its own check walks.
+            return
     me = _Edge(rec, node, node.seq, node.resource, node.operation, cancellable, holders)
     cycle = _stuck_cycle(me)
     if cycle is None:

@@ -269,6 +269,16 @@ def _fresh_node(record: ThreadRecord, queue: WaitQueue, resource: object, operat
     return node
 
 
+def _publish(record: ThreadRecord, node: Waiter, deadline: float | None, cancellable: bool) -> None:
+    """Number the wait and record how it was made, under the queue's mutex, in the
+    hold that queues it: what another thread's deadlock check reads (``_deadlock``)."""
+    node.deadline = deadline
+    node.cancellable = cancellable
+    seq = record.seq + 1
+    record.seq = seq
+    node.seq = seq
+
+
 class WaitQueue:
     """A thread-safe FIFO of parked threads with exactly one outcome per wait."""
 
@@ -284,21 +294,41 @@ class WaitQueue:
         return len(self.waiters)
 
     # -- enqueueing ---------------------------------------------------------------------
-    def add_locked(self, record: ThreadRecord, resource: object, operation: str) -> Waiter:
-        """Append ``record``'s node, WAITING; the caller holds ``mutex``."""
+    def add_locked(
+        self,
+        record: ThreadRecord,
+        resource: object,
+        operation: str,
+        deadline: float | None = None,
+        cancellable: bool = True,
+    ) -> Waiter:
+        """Append ``record``'s node, WAITING; the caller holds ``mutex``.
+
+        ``deadline`` and ``cancellable`` are what the wait will pass to ``park``:
+        they are published with the node, for deadlock detection (``_publish``).
+        """
         node = _fresh_node(record, self, resource, operation)
         # Recorded before it is queued, so that an interruption right after the
         # append can find the node and withdraw it (see ``abandon``).
         record.waiting = node
         self.waiters.append(node)
+        _publish(record, node, deadline, cancellable)
         return node
 
-    def add(self, record: ThreadRecord, resource: object, operation: str) -> Waiter:
-        """Append ``record``'s node, WAITING, taking ``mutex``."""
+    def add(
+        self,
+        record: ThreadRecord,
+        resource: object,
+        operation: str,
+        deadline: float | None = None,
+        cancellable: bool = True,
+    ) -> Waiter:
+        """Append ``record``'s node, WAITING, taking ``mutex`` (see ``add_locked``)."""
         node = _fresh_node(record, self, resource, operation)
         record.waiting = node
         with self.mutex:
             self.waiters.append(node)
+            _publish(record, node, deadline, cancellable)
         return node
 
     # -- waking -------------------------------------------------------------------------
@@ -396,6 +426,8 @@ class WaitQueue:
         sleep = block if interruptible else _block_protected
         try:
             node.since = monotonic()
+            # For the dump; a wait that deadlock detection reads was published with
+            # this same deadline when it was queued.
             node.deadline = deadline
             if _detect[0] and hasattr(type(node.resource), "_tk_holders"):
                 _check_deadlock(self, node, deadline, cancellable)
@@ -466,7 +498,7 @@ class WaitQueue:
                 with self.mutex:
                     if ready():
                         return True
-                    node = self.add_locked(record, resource, operation)
+                    node = self.add_locked(record, resource, operation, deadline, cancellable)
                 if self.park(node, deadline, _noop, cancellable) is TIMED_OUT:
                     with self.mutex:  # ready() may change state: as above, under it
                         return bool(ready())
