@@ -402,7 +402,7 @@ class TestWhileThreadsChange:
                 assert text.endswith(END + "\n")
                 for info in infos:
                     if info.waiting is not None and info.name.startswith("churn-"):
-                        assert info.waiting.resource in (lock, cond, q.not_empty, stop)
+                        assert info.waiting.resource in (lock, cond, q.not_empty, q.mutex, stop)
         finally:
             stop.set()
             for t in threads:

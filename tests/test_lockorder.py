@@ -487,6 +487,80 @@ class TestClasses:
             reset_lock_order()
 
 
+class TestReviewFindings:
+    def test_equal_code_in_two_files_is_two_sites(self, checking: list[str], tmp_path: Any) -> None:
+        # Two modules whose functions are the same code, line for line: equal code
+        # objects, different creation sites. A strict hierarchy first -> middle ->
+        # second is no inversion.
+        source = "import threadkit\n\ndef make():\n    return threadkit.Lock()\n"
+        namespaces: list[dict[str, Any]] = []
+        for name in ("first_site.py", "second_site.py"):
+            namespace: dict[str, Any] = {}
+            exec(compile(source, str(tmp_path / name), "exec"), namespace)
+            namespaces.append(namespace)
+        assert namespaces[0]["make"].__code__ == namespaces[1]["make"].__code__
+        first, second = namespaces[0]["make"](), namespaces[1]["make"]()
+        middle = threadkit.Lock()
+        with first, middle, second:
+            pass
+        with first, second:
+            pass
+        assert checking == []
+
+    def test_locks_made_by_c_code_are_a_class_each(self, checking: list[str]) -> None:
+        # Lock striping: defaultdict calls Lock() from C, at whichever subscript
+        # first asked for the key; keys are always taken in sorted order.
+        import collections
+
+        locks: collections.defaultdict[int, threadkit.Lock] = collections.defaultdict(
+            threadkit.Lock
+        )
+
+        def transfer(a: int, b: int) -> None:
+            low, high = sorted((a, b))
+            with locks[low], locks[high]:
+                pass
+
+        transfer(1, 2)
+        transfer(5, 6)
+        transfer(2, 5)
+        assert checking == []
+
+    def test_turning_it_off_and_on_forgets_what_was_held(self) -> None:
+        reset_lock_order()
+        gate, other = threadkit.Lock(), threadkit.Lock()
+        released, again, done = threadkit.Event(), threadkit.Event(), threadkit.Event()
+        check_lock_order()
+        try:
+            gate.acquire()
+
+            def waiter() -> None:
+                with gate:  # gets it while checking is off: released unrecorded
+                    pass
+                released.set()
+                again.wait()
+                with other:  # holds nothing: no order with gate
+                    pass
+                done.set()
+
+            t = spawn(waiter)
+            wait_until_parked(gate)
+            check_lock_order(False)  # the end of one checked test...
+            gate.release()
+            released.wait()
+            check_lock_order()  # ...and the start of the next
+            assert held_locks(t.ident) == []
+            again.set()
+            done.wait()
+            with other, gate:  # the only order ever used
+                pass
+            t.join(10)
+            assert lock_order_reports() == []
+        finally:
+            check_lock_order(False)
+            reset_lock_order()
+
+
 class TestSwitch:
     def test_off_restores_the_original_methods_exactly(self) -> None:
         before = {

@@ -145,10 +145,21 @@ def test_marker_enables_one_test(pytester: pytest.Pytester) -> None:
         @pytest.mark.threadkit_check
         def test_leak_checked():
             threadkit.Thread(target=threadkit.Event().wait, name="leaker", daemon=True).start()
+
+        @pytest.fixture(scope="session")
+        def service():
+            stop = threadkit.Event()
+            threadkit.Thread(target=stop.wait, name="service", daemon=True).start()
+            yield
+            stop.set()
+
+        @pytest.mark.threadkit_check
+        def test_a_session_fixtures_thread_is_not_a_leak(service):
+            pass
         """,
     )
     result = pytester.runpytest_subprocess(*GRACE)
-    result.assert_outcomes(passed=2, errors=1)
+    result.assert_outcomes(passed=3, errors=1)
     result.stdout.fnmatch_lines(["ERROR test_inner.py::test_leak_checked - threadkit check*"])
 
 

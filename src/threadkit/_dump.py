@@ -462,7 +462,7 @@ def _thread_info(
             waiting = WaitInfo(
                 resource,
                 operation,
-                None if not since else now - since,  # 0.0: not parked yet
+                None if not since else max(0.0, now - since),  # 0.0: not parked yet
                 None if deadline is None else deadline - now,
             )
         scopes = _scopes_of(rec, now)

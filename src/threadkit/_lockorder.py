@@ -121,6 +121,7 @@ from __future__ import annotations
 
 import _thread
 import functools
+import opcode
 import os
 import sys
 import warnings
@@ -259,9 +260,14 @@ _instances: dict[int, _Ref] = {}
 #: (file, line, column, function) -> the class of the locks made there. Not per
 #: type: a call that makes a Lock or an RLock (``kind()``) is a generic factory,
 #: whose locks are told apart per object, as two locks of one class are.
-_sites: dict[tuple[str, int, int | None, str], _LockClass] = {}
+_sites: dict[tuple[object, int, int | None, str], _LockClass] = {}
 #: (code, instruction offset) -> the same class: the cheap look-up per creation.
-_by_call: dict[tuple[CodeType, int], _LockClass] = {}
+#: Keyed by id(code), not by the code: equal code objects (the same source at the
+#: same line in two files; two dataclasses' generated ``__init__``) are not one site.
+#: The value keeps the code alive, so that its id is not reused.
+_by_call: dict[tuple[int, int], tuple[CodeType, _LockClass | None]] = {}
+#: The opcodes of a call: the instruction a lock's creating frame must be running.
+_CALL_OPCODES = frozenset(op for name, op in opcode.opmap.items() if name.startswith("CALL"))
 #: Per-object nodes whose lock died: their edges are dropped under ``_graph_lock``.
 _dead: list[_LockClass] = []
 
@@ -306,13 +312,18 @@ def _creation_frame(lock: object) -> FrameType | None:
     return last
 
 
-def _site_of(frame: FrameType, kind: str) -> _LockClass:
-    """The class of the locks made by the call ``frame`` is running."""
+def _site_of(frame: FrameType, kind: str) -> _LockClass | None:
+    """The class of the locks made by the call ``frame`` is running; None if ``frame``
+    is not making a call (C code made the lock: a ``defaultdict``'s factory run by a
+    subscript), whose locks share a role, not a place: each is a class of its own."""
     code = frame.f_code
     lasti = frame.f_lasti
-    node = _by_call.get((code, lasti))
-    if node is not None:
-        return node
+    key_call = (id(code), lasti)
+    known = _by_call.get(key_call)
+    if known is not None:
+        return known[1]
+    if code.co_code[lasti] not in _CALL_OPCODES:
+        return _by_call.setdefault(key_call, (code, None))[1]
     # The column tells ``a, b = Lock(), Lock()`` apart; found once per call site.
     line = frame.f_lineno
     column: int | None = None
@@ -321,12 +332,15 @@ def _site_of(frame: FrameType, kind: str) -> _LockClass:
             line = start if start is not None else line
             column = col
             break
-    key = (code.co_filename, line, column, code.co_name)
+    # Code compiled from a string (a dataclass's generated ``__init__``) has no file:
+    # two such code objects with a lock at the same place are not the same site.
+    file_key: object = id(code) if code.co_filename.startswith("<") else code.co_filename
+    key = (file_key, line, column, code.co_name)
     node = _sites.get(key)
     if node is None:
         site = (code.co_filename, line, code.co_name, column)
         node = _sites.setdefault(key, _LockClass(kind, site, None))
-    return _by_call.setdefault((code, lasti), node)
+    return _by_call.setdefault(key_call, (code, node))[1]
 
 
 def _drop_entry(
@@ -350,10 +364,17 @@ def _register(lock: object) -> None:
     frame = _creation_frame(lock)
     if frame is None:  # pragma: no cover - a lock is always made by some frame
         return
-    node = _site_of(frame, _kind(lock))
-    ref = _Ref(lock, _drop_class)
+    kind = _kind(lock)
+    node = _site_of(frame, kind)
+    if node is None:  # made by C code: a class of its own, named by where it was
+        code = frame.f_code
+        site = (code.co_filename, frame.f_lineno, code.co_name, None)
+        ref = _Ref(lock, _drop_own_class)
+        ref.node = _LockClass(kind, site, id(lock))
+    else:
+        ref = _Ref(lock, _drop_class)
+        ref.node = node
     ref.key = id(lock)
-    ref.node = node
     _classes[ref.key] = ref
 
 
@@ -443,22 +464,34 @@ def _restore_levels() -> dict[int, int]:
     return levels
 
 
-def _forget(lock: object, held: _Held) -> None:
-    """``lock`` was released but is not on top of this thread's stack."""
+def _holder_stack(lock: object, held: _Held) -> _Held | None:
+    """The stack that records ``lock`` as held, read before it is released: this
+    thread's if it is there, else (a Lock released by a thread that does not hold
+    it) the one other stack that has it, or None (it was taken unrecorded)."""
+    if held and held[-1]() is lock:
+        return held
     for dead in [h for h in held if h() is None]:
         _remove(held, dead)  # locks dropped by the program while held
-    for h in held:
-        if h() is lock:
-            _remove(held, h)  # released out of order
-            return
-    # Released by a thread that does not hold it (a Lock used as a signal): take it
-    # off the stack of the thread that does. Not found: it was taken unrecorded.
+    if any(h() is lock for h in held):
+        return held
     for other in list(_stacks.values()):
-        if other is held:
-            continue
-        for h in other:
-            if h() is lock and _remove(other, h):
-                return
+        if other is not held and any(h() is lock for h in list(other)):
+            return other
+    return None
+
+
+def _pop_from(stack: _Held | None, lock: object, held: _Held) -> None:
+    """Take the newest level of ``lock`` off ``stack`` (from ``_holder_stack``);
+    ``held`` is this thread's: only there is the top known not to move."""
+    if stack is None:
+        return
+    if stack is held and held and held[-1]() is lock:
+        held.pop()
+        return
+    for h in reversed(list(stack)):
+        if h() is lock:
+            _remove(stack, h)
+            return
 
 
 def held_locks(ident: int) -> list[Any]:
@@ -733,9 +766,7 @@ def _wrap_release(orig: Callable[..., Any]) -> Callable[..., Any]:
     def release(self: Any) -> Any:
         if not _on:
             return orig(self)
-        result = orig(self)
-        _released(self)
-        return result
+        return _release_recorded(self, orig, ())
 
     return release
 
@@ -745,24 +776,28 @@ def _wrap_exit(orig: Callable[..., Any]) -> Callable[..., Any]:
     def __exit__(self: Any, exc_type: Any, exc: Any, tb: Any) -> Any:
         if not _on:
             return orig(self, exc_type, exc, tb)
-        result = orig(self, exc_type, exc, tb)
-        _released(self)
-        return result
+        return _release_recorded(self, orig, (exc_type, exc, tb))
 
     return __exit__
 
 
-def _released(lock: Any) -> None:
-    """Take ``lock`` off the calling thread's held stack (or its holder's, if another
-    thread released it)."""
+def _release_recorded(lock: Any, orig: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """Release ``lock`` through ``orig`` and take it off the held stack that records
+    it: the calling thread's, or its holder's if another thread releases it."""
     try:
         held: _Held = _tls.held
     except AttributeError:
         held = _new_stack()
     if held and held[-1]() is lock:
+        result = orig(lock, *args)
         held.pop()
-    else:
-        _forget(lock, held)
+        return result
+    # Whose stack records it is read while it is still held: once released, another
+    # thread may take it and push it, and a scan would find that one.
+    owner = _holder_stack(lock, held)
+    result = orig(lock, *args)
+    _pop_from(owner, lock, held)
+    return result
 
 
 def _wrap_release_save(orig: Callable[..., Any]) -> Callable[..., Any]:
@@ -836,6 +871,10 @@ def check_lock_order(on: bool = True) -> bool:
         if on == was:
             return was
         if on:
+            # A thread that was inside a wrapper while it was off may have pushed a
+            # lock it then released unrecorded: every stack starts afresh.
+            for held in list(_stacks.values()):
+                held.clear()
             for cls in _CLASSES:
                 saved = {name: cls.__dict__[name] for name in _WRAPPED if name in cls.__dict__}
                 _originals[cls] = saved

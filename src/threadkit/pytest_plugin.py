@@ -114,6 +114,27 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     _watches[item.nodeid] = _Watch(checker, before)
 
 
+#: id(fixturedef) -> the threads a fixture of a wider scope than the function
+#: started in its setup: they belong to the fixture, not to the test that set it up.
+_fixture_threads: dict[int, set[Any]] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Any:
+    if not _watches or fixturedef.scope == "function":
+        yield
+        return
+    from ._check import live_threads
+
+    before = live_threads()
+    yield
+    _fixture_threads[id(fixturedef)] = live_threads() - before
+
+
+def pytest_fixture_post_finalizer(fixturedef: Any, request: pytest.FixtureRequest) -> None:
+    _fixture_threads.pop(id(fixturedef), None)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     outcome = yield
@@ -131,7 +152,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             grace = _GRACE
         try:
             found = watch.checker.take_problems()
-            found += leaked_threads(watch.before, grace)
+            before = watch.before.union(*_fixture_threads.values())
+            found += leaked_threads(before, grace)
         finally:
             watch.checker.stop()
         _fail(report, found, "after the test")
