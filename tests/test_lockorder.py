@@ -526,6 +526,21 @@ class TestReviewFindings:
         transfer(2, 5)
         assert checking == []
 
+    def test_a_condition_made_before_checking_is_seen(self) -> None:
+        reset_lock_order()
+        cond, other = threadkit.Condition(threadkit.Lock()), threadkit.Lock()
+        check_lock_order()
+        try:
+            with caught() as seen:
+                with cond, other:
+                    pass
+                with other, cond:  # the inversion, through the Condition's with
+                    pass
+            assert len(order_warnings(seen)) == 1
+        finally:
+            check_lock_order(False)
+            reset_lock_order()
+
     def test_turning_it_off_and_on_forgets_what_was_held(self) -> None:
         reset_lock_order()
         gate, other = threadkit.Lock(), threadkit.Lock()

@@ -28,10 +28,12 @@ and ``release_lock``, and the Condition protocol ``_release_save`` /
 ``_acquire_restore``, so that ``Condition.wait`` drops the lock from the held set
 and takes it back); ``check_lock_order(False)`` puts those exact objects back. Off,
 it costs nothing. A bound method taken while it was on (a ``Condition`` made while it
-was on keeps its lock's ``acquire`` and ``__enter__``) tests one flag and calls the
-original after it is turned off. A ``Condition`` made *before* it was turned on
-keeps the original bound methods: its ``with cond:`` takes the lock unrecorded (and
-the exit, which looks ``__exit__`` up on the class, finds nothing to remove). Each
+was on keeps its lock's ``acquire`` and the wait protocol) tests one flag and calls
+the original after it is turned off. A ``Condition`` looks its lock's ``__enter__``
+and ``__exit__`` up at each use, so its ``with cond:`` is recorded whenever it was
+made; one made *before* checking was turned on keeps the original ``acquire`` and
+wait protocol, so its ``cond.acquire()`` is unrecorded and, during a ``wait``, its
+lock still counts as held. Each
 wrapper records once around its original, so the originals must not call one
 another through the class; the one that does, ``Lock._release_save`` calling
 ``release``, is allowed for (``tests/test_lockorder.py`` checks the levels).

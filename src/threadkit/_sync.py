@@ -447,15 +447,18 @@ class Condition:
         # entered from this protected frame, so that no Ctrl-C lands between their
         # acquire and the ``with`` block (CPython checks for signals after a call
         # returns when the call is not inlined: under a profiler, a debugger, or a
-        # PEP 523 frame evaluator).
-        self._enter: Callable[[], Any] = (
-            lock.__enter__
-            if isinstance(lock, Lock | RLock)
-            else functools.partial(_enter_foreign, lock)
+        # PEP 523 frame evaluator). Theirs is looked up at each entry, not bound
+        # here, so that lock-order checking, which replaces the class's methods while
+        # it is on, sees the ``with`` of a Condition made before it was turned on.
+        self._enter: Callable[[], Any] | None = (
+            None if isinstance(lock, Lock | RLock) else functools.partial(_enter_foreign, lock)
         )
 
     def __enter__(self) -> Any:
-        return self._enter()
+        enter = self._enter
+        if enter is None:
+            return self._lock.__enter__()
+        return enter()
 
     def __exit__(self, *args: object) -> Any:
         return self._lock.__exit__(*args)
