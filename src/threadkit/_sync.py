@@ -277,7 +277,10 @@ class Lock(_LockBase):
         """The thread a waiter needs to release the lock (deadlock detection): its
         holder if it took it with ``with``; None if any thread might release it."""
         owner = self._owner
-        if owner is not None and owner < 0 and self._lock.locked():
+        # Negative only while held by a with block (cleared before the C lock is
+        # released), so no need to ask the C lock; a stale read is caught by the
+        # detection's second read.
+        if owner is not None and owner < 0:
             return [-owner]
         return None
 

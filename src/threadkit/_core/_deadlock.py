@@ -77,7 +77,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ._cancel import armed, effective_deadline
-from ._registry import ThreadRecord, record_for, thread_label
+from ._registry import ThreadRecord, _records, record_for, thread_label
 
 if TYPE_CHECKING:
     from ._waitqueue import Waiter, WaitQueue
@@ -109,6 +109,9 @@ class DeadlockError(RuntimeError):
 #: [on]: one mutable cell, read by the wait queue before it parks.
 enabled = [True]
 _listeners: list[Callable[[DeadlockError], object]] = []
+
+#: The record of a live thread by ident (the registry's dict, which is never replaced).
+_record_of = _records.get
 
 #: Guards every record's ``reported``.
 _claim = _thread.allocate_lock()
@@ -281,27 +284,32 @@ def reset_after_fork() -> None:
     _claim = _thread.allocate_lock()
 
 
-def check(queue: WaitQueue, node: Waiter, deadline: float | None, cancellable: bool) -> None:
-    """Publish ``node``'s wait; raise ``DeadlockError`` if it closes a cycle.
+def check(
+    queue: WaitQueue,
+    node: Waiter,
+    cancellable: bool,
+    holders_of: Callable[[object, str], list[int] | None],
+) -> None:
+    """Raise ``DeadlockError`` if ``node``'s wait closes a cycle.
 
-    Called by ``WaitQueue.park`` before it parks, for a resource with holders; the
-    wait was published when it was queued (``_waitqueue._publish``). A wait with a
-    timeout or a deadline never raises: it ends by itself (see the comment below).
+    Called by ``WaitQueue.park`` before it parks for good (no timeout) on a resource
+    with holders (``holders_of`` is its type's ``_tk_holders``); the wait was
+    published when it was queued (``_waitqueue._publish``). A wait with a timeout or
+    a deadline never comes here: it ends by itself, and ``threading``'s contract (a
+    False return, TimeoutError) stands, since a timed wait that gives up and backs
+    off is how programs avoid deadlocks.
     """
     rec = node.record
-    if deadline is not None or (cancellable and armed[0] and effective_deadline(rec) != _INF):
-        # This wait ends by itself, and threading's contract (False, TimeoutError)
-        # stands: a timed wait that gives up and backs off is how programs avoid
-        # deadlocks. The cycle is reported if it is closed by a wait for good.
-        return
+    if cancellable and armed[0] and effective_deadline(rec) != _INF:
+        return  # a scope's deadline (or a cancel) ends this wait
     try:
-        holders: list[int] | None = node.resource._tk_holders(node.operation)  # type: ignore[attr-defined]
+        holders = holders_of(node.resource, node.operation)
     except Exception:
         return
     if not holders:
         return
     for ident in holders:
-        other = record_for(ident)
+        other = _record_of(ident)
         if other is None or other.waiting is None:
             # A holder is running (the common case, and the cheap one): this wait
             # is not stuck now, and if that holder parks, its own check walks.

@@ -429,8 +429,10 @@ class WaitQueue:
             # For the dump; a wait that deadlock detection reads was published with
             # this same deadline when it was queued.
             node.deadline = deadline
-            if _detect[0] and hasattr(type(node.resource), "_tk_holders"):
-                _check_deadlock(self, node, deadline, cancellable)
+            if _detect[0] and deadline is None:
+                holders_of = getattr(type(node.resource), "_tk_holders", None)
+                if holders_of is not None:
+                    _check_deadlock(self, node, cancellable, holders_of)
             parker = rec.parker
             while node.state is WAITING:
                 if rec.doomed is not None:
