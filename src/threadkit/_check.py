@@ -272,13 +272,7 @@ class Checker:
         def check_excepthook(args: Any) -> None:
             # Pass it on to whoever would have had it: a hook set before the checks, or
             # ``threading``'s if it was replaced, or the default one.
-            forward = saved
-            if forward is default:
-                std = sys.modules.get("threading")
-                if std is not None and std is not package:
-                    other = getattr(std, "excepthook", default)
-                    if other is not default:
-                        forward = other
+            forward = _threads._or_threadings(saved)
             thread = args.thread
             name = getattr(thread, "name", None) or "a thread"
             if not _handled_by(forward, default) and not self._ended_by_deadlock(

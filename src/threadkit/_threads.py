@@ -329,13 +329,19 @@ def _current_excepthook() -> Callable[[Any], object]:
     failure in a threadkit thread reaches whoever listens for thread failures.
     """
     package = sys.modules.get(__package__ or "threadkit")
-    hook = getattr(package, "excepthook", excepthook)
+    return _or_threadings(getattr(package, "excepthook", excepthook))
+
+
+def _or_threadings(hook: Callable[[Any], object]) -> Callable[[Any], object]:
+    """``hook``, or, if it is the default and ``threading``'s hook was replaced, that
+    one (also what ``threadkit check`` forwards to)."""
     if hook is __excepthook__:
+        package = sys.modules.get(__package__ or "threadkit")
         std = sys.modules.get("threading")
         if std is not None and std is not package:
-            std_hook = getattr(std, "excepthook", hook)
+            std_hook: Callable[[Any], object] = getattr(std, "excepthook", hook)
             if std_hook is not __excepthook__:
-                hook = std_hook
+                return std_hook
     return hook
 
 

@@ -77,7 +77,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ._cancel import armed, effective_deadline
-from ._registry import ThreadRecord, _records, record_for, thread_label
+from ._registry import ThreadRecord, record_for, thread_label
 
 if TYPE_CHECKING:
     from ._waitqueue import Waiter, WaitQueue
@@ -110,9 +110,6 @@ class DeadlockError(RuntimeError):
 enabled = [True]
 _listeners: list[Callable[[DeadlockError], object]] = []
 
-#: The record of a live thread by ident (the registry's dict, which is never replaced).
-_record_of = _records.get
-
 #: Guards every record's ``reported``.
 _claim = _thread.allocate_lock()
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -133,7 +130,12 @@ def detection_enabled() -> bool:
 
 def add_deadlock_listener(listener: Callable[[DeadlockError], object]) -> Callable[[], None]:
     """Call ``listener(error)`` for every ``DeadlockError`` found from now on, in the
-    thread that finds it, before it is raised; return a function that removes it."""
+    thread that finds it, before it is raised; return a function that removes it.
+
+    A listener runs inside the wait that found the cycle: an Exception it raises is
+    ignored, and a Ctrl-C is held back until it returns (the wait may be one that
+    must not be interrupted, a Condition taking its lock back), so keep it short.
+    """
     return subscribe(_listeners, listener)
 
 
@@ -284,36 +286,20 @@ def reset_after_fork() -> None:
     _claim = _thread.allocate_lock()
 
 
-def check(
-    queue: WaitQueue,
-    node: Waiter,
-    cancellable: bool,
-    holders_of: Callable[[object, str], list[int] | None],
-) -> None:
+def check(queue: WaitQueue, node: Waiter, cancellable: bool, holders: list[int]) -> None:
     """Raise ``DeadlockError`` if ``node``'s wait closes a cycle.
 
     Called by ``WaitQueue.park`` before it parks for good (no timeout) on a resource
-    with holders (``holders_of`` is its type's ``_tk_holders``); the wait was
-    published when it was queued (``_waitqueue._publish``). A wait with a timeout or
-    a deadline never comes here: it ends by itself, and ``threading``'s contract (a
-    False return, TimeoutError) stands, since a timed wait that gives up and backs
-    off is how programs avoid deadlocks.
+    whose ``holders`` (its ``_tk_holders``) are all parked: ``park`` has already
+    taken the common way out, a holder that is running. The wait was published when
+    it was queued (``_waitqueue._publish``). A wait with a timeout or a deadline never
+    comes here: it ends by itself, and ``threading``'s contract (a False return,
+    TimeoutError) stands, since a timed wait that gives up and backs off is how
+    programs avoid deadlocks.
     """
     rec = node.record
     if cancellable and armed[0] and effective_deadline(rec) != _INF:
         return  # a scope's deadline (or a cancel) ends this wait
-    try:
-        holders = holders_of(node.resource, node.operation)
-    except Exception:
-        return
-    if not holders:
-        return
-    for ident in holders:
-        other = _record_of(ident)
-        if other is None or other.waiting is None:
-            # A holder is running (the common case, and the cheap one): this wait
-            # is not stuck now, and if that holder parks, its own check walks.
-            return
     me = _Edge(rec, node, node.seq, node.resource, node.operation, cancellable, holders)
     cycle = _stuck_cycle(me)
     if cycle is None:

@@ -58,11 +58,13 @@ from ._cancel import Cancelled, armed, cancel_source, effective_deadline
 from ._deadlock import check as _check_deadlock
 from ._deadlock import enabled as _detect
 from ._interrupts import block, decided, install
-from ._registry import ThreadRecord
+from ._registry import ThreadRecord, _records
 
 __all__ = ["WaitQueue", "WaitState", "Waiter", "wake", "wake_one"]
 
 TIMEOUT_MAX: float = _thread.TIMEOUT_MAX
+#: The record of a live thread by ident (the registry's dict, never replaced).
+_record_of = _records.get
 _INF = math.inf
 
 
@@ -432,7 +434,20 @@ class WaitQueue:
             if _detect[0] and deadline is None:
                 holders_of = getattr(type(node.resource), "_tk_holders", None)
                 if holders_of is not None:
-                    _check_deadlock(self, node, cancellable, holders_of)
+                    # The deadlock check's first step, here because it nearly always
+                    # ends it: a holder is running, so this wait is not stuck now (and
+                    # if that holder parks, its own check walks).
+                    try:
+                        holders = holders_of(node.resource, node.operation)
+                    except Exception:
+                        holders = None
+                    if holders:
+                        for ident in holders:
+                            holder = _record_of(ident)
+                            if holder is None or holder.waiting is None:
+                                break
+                        else:
+                            _check_deadlock(self, node, cancellable, holders)
             parker = rec.parker
             while node.state is WAITING:
                 if rec.doomed is not None:
