@@ -53,13 +53,17 @@ taken by ``acquire()`` may be a signal another thread releases, so a wait on it 
 never called a deadlock. A cancel or a Ctrl-C from outside the cycle could still end
 it; that is recovery from a deadlock, not the absence of one.
 
-The thread that closes a cycle finds it: each thread publishes its wait, then walks,
-and both steps take the mutexes of the queues involved, so of two threads closing a
-cycle at once at least one sees the other's wait; if both do, the first to claim
-the cycle's waits raises, and the other parks until the first has unwound. A wait
-that cannot raise (a ``Condition`` taking its lock back, which must hold the lock
-again before it leaves) hands the error to another thread of the cycle whose wait can
-(the *victim*), and parks; if there is none, the listeners still hear of it.
+The thread that closes a cycle finds it: each thread names its wait on its record and
+publishes it in a hold of the queue's mutex, then reads the holders' records (``park``
+does that first read, then this module walks under the queues' mutexes). Taking and
+dropping a ``_thread`` lock are full barriers (the GIL, or sequentially consistent
+atomics on free-threaded builds), so the read cannot move before the write, and of
+two threads closing a cycle at once at least one sees the other's wait; if both do,
+the first to claim the cycle's waits raises, and the other parks until the first has
+unwound. A wait that cannot raise (a ``Condition`` taking its lock back, which must
+hold the lock again before it leaves) hands the error to another thread of the cycle
+whose wait can (the *victim*), and parks; if there is none, the listeners still hear
+of it.
 
 Rejected: a global lock around every park (a stop-the-world snapshot) costs every
 wait; lock-order graphs (lockdep, Abseil) report possible deadlocks, not real ones,
