@@ -1435,6 +1435,54 @@ class ThreadWait(Scenario):
 
 
 @scenario
+class LockClosingACycle(Scenario):
+    """``with theirs:`` that closes a two-lock cycle: DeadlockError (or the Ctrl-C),
+    with nothing left queued or held, and the other thread goes on."""
+
+    name = "Lock.__enter__() closing a cycle (DeadlockError)"
+
+    def prepare(self) -> None:
+        self.mine, self.theirs = threadkit.Lock(), threadkit.Lock()
+        self.mine.__enter__()
+        holding = threading.Event()
+
+        def other() -> str:
+            with self.theirs:
+                holding.set()
+                with self.mine:
+                    return "went on"
+
+        self.other = background = _Background(other)
+        assert holding.wait(10)
+        wait_until(lambda: _blocked(background.rec, self.mine), 10)
+
+    def call(self) -> Any:
+        try:
+            self.theirs.__enter__()
+        except threadkit.DeadlockError:
+            return "deadlock"
+        self.theirs.__exit__(None, None, None)
+        return "acquired"
+
+    def queues(self) -> dict[str, WaitQueue]:
+        return {"theirs._queue": self.theirs._queue}
+
+    def check(self, out: _Outcome) -> None:
+        if out.returned and out.value != "deadlock":
+            self.problem(RESULT, f"the closing acquire gave {out.value!r}")
+        if self.theirs._holder() == _MAIN:
+            self.problem(LOCK, "the closing acquire left its lock held")
+        self.mine.__exit__(None, None, None)
+        other = self.other
+        assert other is not None
+        other.thread.join(W_TIMEOUT)
+        if other.thread.is_alive() or other.result != "went on":
+            self.problem(WAKEUP, f"the other thread did not go on: {other.exc!r}")
+            _force_wake(other.rec)
+        self.other = None
+
+
+@scenario
 class JoinDone(ThreadWait):
     name = "Thread.join() ended"
     done = True
